@@ -1,0 +1,216 @@
+"""Network namespaces: finding them and reading the table inside them.
+
+The conntrack count, the stat file and the table are per network namespace
+and the kernel shows each process those of the namespace it is in, so a
+namespace is read by entering it with setns(2) (CAP_SYS_ADMIN) and leaving
+it again. Max and buckets are global.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from contextlib import contextmanager
+
+from .errors import ProbeError
+
+CLONE_NEWNET = 0x40000000
+# Where `ip netns add` bind-mounts the namespaces it names.
+NETNS_RUN_DIR = "/run/netns"
+
+
+class Namespace:
+    """One network namespace: how to name it and how to enter it."""
+
+    __slots__ = ("inode", "name", "path", "pids")
+
+    def __init__(self, name: str, path: str | None, inode: int | None = None):
+        self.name = name  # what the output calls it
+        self.path = path  # file to enter it through; None = the current one
+        self.inode = inode  # as in `readlink /proc/PID/ns/net`: net:[inode]
+        self.pids: list[int] = []
+
+    @property
+    def label(self) -> str:
+        """A perfdata-safe label, stable while the namespace exists."""
+        return re.sub(r"[^\w.-]", "_", self.name)
+
+    def describe(self) -> str:
+        if self.path is None:
+            return "this namespace"
+        return f"netns {self.name}"
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.name!r}, {self.path!r}, {self.inode!r})"
+
+
+def named(name: str, run_dir: str = NETNS_RUN_DIR) -> Namespace:
+    """The namespace `ip netns` knows as ``name``."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ProbeError(f"--netns {name!r} is not an ip netns name")
+    path = os.path.join(run_dir, name)
+    return Namespace(name, path, _inode(path, f"no network namespace named {name!r} "
+                                              "(`ip netns list` shows the names)"))
+
+
+def from_path(path: str) -> Namespace:
+    """Any namespace file, such as /proc/PID/ns/net."""
+    return Namespace(path, path, _inode(path, f"no namespace file {path}"))
+
+
+def _inode(path: str, missing: str) -> int:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        raise ProbeError(missing) from None
+    except PermissionError:
+        raise ProbeError(
+            f"cannot open {path}: permission denied; reading another "
+            "namespace needs root (see contrib/sudoers)"
+        ) from None
+    except OSError as exc:
+        raise ProbeError(f"cannot open {path}: {exc.strerror}") from None
+
+
+def discover(proc_root: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Namespace]:
+    """Every distinct network namespace of the host.
+
+    Named namespaces (`ip netns`) first, under their names; then those of
+    running processes, the one of PID 1 (or, where PID 1 is hidden, our
+    own) called ``host`` and the others ``ns<inode>``. The same namespace seen twice is listed once.
+    """
+    found: dict[tuple[int, int], Namespace] = {}
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(run_dir, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # deleted meanwhile, or a stale name
+        found.setdefault((st.st_dev, st.st_ino), Namespace(name, path, st.st_ino))
+    try:
+        entries = os.listdir(proc_root)
+    except OSError as exc:
+        raise ProbeError(f"cannot list {proc_root}: {exc.strerror}") from None
+    pids = sorted(int(e) for e in entries if e.isdigit())
+    host = _host_key(proc_root)
+    denied = 0
+    for pid in pids:
+        path = f"{proc_root}/{pid}/ns/net"
+        try:
+            st = os.stat(path)
+        except PermissionError:
+            denied += 1
+            continue
+        except OSError:
+            continue  # the process ended
+        key = (st.st_dev, st.st_ino)
+        ns = found.get(key)
+        if ns is None:
+            name = "host" if key == host else f"ns{st.st_ino}"
+            ns = found[key] = Namespace(name, path, st.st_ino)
+        if len(ns.pids) < 3:
+            ns.pids.append(pid)
+    if denied and not found:
+        raise ProbeError(
+            f"cannot see the namespaces of {denied} processes: permission "
+            "denied; --all-netns needs root (see contrib/sudoers)"
+        )
+    host = [ns for ns in found.values() if ns.name == "host"]
+    rest = [ns for ns in found.values() if ns.name != "host"]
+    return host + rest
+
+
+def _host_key(proc_root: str):
+    """The namespace called ``host``: PID 1's, or ours where PID 1's is hidden."""
+    for pid in ("1", "self"):
+        try:
+            st = os.stat(f"{proc_root}/{pid}/ns/net")
+        except OSError:
+            continue
+        return st.st_dev, st.st_ino
+    return None
+
+
+def _setns_function():
+    setns = getattr(os, "setns", None)  # Python 3.12+
+    if setns is not None:
+        return setns
+    import ctypes  # only paid when a namespace is entered
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setns_ctypes(fd: int, nstype: int) -> None:
+        if libc.setns(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return setns_ctypes
+
+
+class Entering:
+    """Enters namespaces one after another and always returns home."""
+
+    def __init__(self):
+        self._setns = None
+        self._home = None
+
+    def __enter__(self) -> Entering:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._home is not None:
+            os.close(self._home)
+            self._home = None
+
+    @contextmanager
+    def inside(self, ns: Namespace):
+        """Run the body inside ``ns`` (the current namespace: stay)."""
+        if ns.path is None:
+            yield
+            return
+        if self._setns is None:
+            self._setns = _setns_function()
+            self._home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ProbeError(f"{ns.describe()} vanished ({ns.path})") from None
+        except PermissionError:
+            raise ProbeError(
+                f"cannot open {ns.path}: permission denied; reading another "
+                "namespace needs root (see contrib/sudoers)"
+            ) from None
+        try:
+            try:
+                self._setns(fd, CLONE_NEWNET)
+            except OSError as exc:
+                if exc.errno == errno.EPERM:
+                    raise ProbeError(
+                        f"cannot enter {ns.describe()}: operation not permitted; "
+                        "reading another namespace needs root (CAP_SYS_ADMIN), "
+                        "see contrib/sudoers"
+                    ) from None
+                raise ProbeError(f"cannot enter {ns.describe()} ({ns.path}): "
+                                 f"{exc.strerror}") from None
+        finally:
+            os.close(fd)
+        try:
+            yield
+        finally:
+            self._setns(self._home, CLONE_NEWNET)
+
+
+def selected(args, proc_root: str) -> tuple[list[Namespace], bool]:
+    """The namespaces the options ask for, and whether that is --all-netns."""
+    if getattr(args, "all_netns", False):
+        return discover(proc_root, args.netns_dir), True
+    if getattr(args, "netns", None):
+        return [named(args.netns, args.netns_dir)], False
+    if getattr(args, "netns_path", None):
+        return [from_path(args.netns_path)], False
+    return [Namespace("this namespace", None)], False

@@ -1,0 +1,243 @@
+"""Nagios plumbing written once for every plugin of the suite.
+
+Arguments that exit 3 (UNKNOWN) as the plugin guidelines want, Nagios
+ranges checked before they reach nagiosplugin, perfdata without exponents
+or booleans, contexts for fixed states, and the options every plugin shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+import nagiosplugin
+from nagiosplugin.state import Critical, Ok, Unknown, Warn
+
+from . import __version__
+from .kernel import Roots
+
+UNKNOWN_EXIT = 3
+STATES = {"ok": Ok, "warning": Warn, "critical": Critical, "unknown": Unknown}
+
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_RANGE = re.compile(rf"@?(?:(?:~|{_NUMBER}):)?(?:{_NUMBER})?\Z")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that answers --help, --version and mistakes with exit 3 on stdout."""
+
+    def __init__(self, *args, status_name: str, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.status_name = status_name
+
+    def print_help(self, file=None) -> None:
+        super().print_help(sys.stdout)
+
+    def error(self, message: str) -> None:
+        self.exit(message=f"{self.status_name} UNKNOWN - {message} (see --help)\n")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:
+        if message:
+            sys.stdout.write(message)
+        sys.stdout.flush()
+        sys.exit(UNKNOWN_EXIT)
+
+
+def nagios_range(text: str) -> nagiosplugin.Range:
+    """argparse type: a Nagios range such as ``80``, ``10:``, ``~:5``, ``@10:20``."""
+    if not text or text == "@" or not _RANGE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Nagios range ([@]start:end, e.g. 80, 10:, ~:5, @10:20)"
+        )
+    try:
+        return nagiosplugin.Range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
+
+
+def count_arg(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def fmt_number(value) -> str:
+    """Perfdata number: plain decimal, at most 3 places, never 1e+20 or True."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def fmt_range(rng: nagiosplugin.Range | None) -> str:
+    if rng is None:
+        return ""
+    inf = float("inf")
+    out = "@" if rng.invert else ""
+    if rng.start == -inf:
+        out += "~:"
+    elif rng.start != 0:
+        out += fmt_number(rng.start) + ":"
+    if rng.end != inf:
+        out += fmt_number(rng.end)
+    return out
+
+
+def describe_violation(rng: nagiosplugin.Range, unit: str = "") -> str:
+    """Words for why a value alerts: 'above 80%', 'below 10', 'inside 5:6'."""
+    inf = float("inf")
+    start = "~" if rng.start == -inf else fmt_number(rng.start)
+    end = "" if rng.end == inf else fmt_number(rng.end)
+    if rng.invert:
+        return f"inside {start}:{end}{unit}"
+    if rng.end == inf:
+        return f"below {start}{unit}"
+    if rng.start in (0, -inf):
+        return f"above {end}{unit}"
+    return f"outside {start}:{end}{unit}"
+
+
+def performance(label, value, uom="", warn=None, crit=None, min=None, max=None):
+    """A nagiosplugin Performance with every number formatted for Nagios."""
+    return nagiosplugin.Performance(
+        label,
+        fmt_number(value),
+        uom or "",
+        fmt_range(warn),
+        fmt_range(crit),
+        "" if min is None else fmt_number(min),
+        "" if max is None else fmt_number(max),
+    )
+
+
+class ThresholdContext(nagiosplugin.ScalarContext):
+    """ScalarContext whose perfdata is formatted for Nagios and that says why.
+
+    ``perf_ranges(metric)`` may give other ranges for the perfdata than the
+    ones evaluated (a count whose thresholds derive from a percentage).
+    """
+
+    def __init__(self, name, warning=None, critical=None, unit=""):
+        super().__init__(name, warning, critical)
+        self.warning_range = warning
+        self.critical_range = critical
+        self.unit = unit
+
+    def evaluate(self, metric, resource):
+        if self.critical_range is not None and not self.critical_range.match(metric.value):
+            return self.result_cls(
+                Critical, "critical " + describe_violation(self.critical_range, self.unit), metric
+            )
+        if self.warning_range is not None and not self.warning_range.match(metric.value):
+            return self.result_cls(
+                Warn, "warning " + describe_violation(self.warning_range, self.unit), metric
+            )
+        return self.result_cls(Ok, None, metric)
+
+    def perf_ranges(self, metric):
+        return self.warning_range, self.critical_range
+
+    def performance(self, metric, resource):
+        warn, crit = self.perf_ranges(metric)
+        return performance(metric.name, metric.value, metric.uom, warn, crit,
+                           metric.min, metric.max)
+
+
+class PerfContext(nagiosplugin.Context):
+    """Perfdata only, never alerts."""
+
+    def performance(self, metric, resource):
+        return performance(metric.name, metric.value, metric.uom, None, None,
+                           metric.min, metric.max)
+
+
+class StateContext(nagiosplugin.Context):
+    """A fixed state chosen by an option; the metric's value is the hint text."""
+
+    def __init__(self, name, state):
+        super().__init__(name)
+        self.state = state
+
+    def evaluate(self, metric, resource):
+        return self.result_cls(self.state, str(metric.value), metric)
+
+
+class Summary(nagiosplugin.Summary):
+    """Text from the resource: ``resource.status_text(results)`` and ``details``."""
+
+    def ok(self, results):
+        return self._text(results)
+
+    def problem(self, results):
+        return self._text(results)
+
+    def _text(self, results):
+        resource = _first_resource(results)
+        if resource is None:
+            return str(results.first_significant)
+        return resource.status_text(results)
+
+    def verbose(self, results):
+        lines = []
+        for result in results:
+            if result.state != Ok:
+                lines.append(f"{result.state}: {result.metric.name}: {result.hint}")
+        resource = _first_resource(results)
+        if resource is not None:
+            lines.extend(getattr(resource, "details", []))
+        return lines
+
+
+def _first_resource(results):
+    for result in results:
+        if result.metric is not None and result.metric.resource is not None:
+            return result.metric.resource
+    return None
+
+
+def base_parser(prog: str, description: str, status_name: str) -> ArgumentParser:
+    """A parser with the options every plugin has."""
+    parser = ArgumentParser(prog=prog, description=description, status_name=status_name)
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"{prog} (conntrack-checks) {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more output: -v says where each value came from, "
+                             "-vv and -vvv add debug detail")
+    parser.add_argument("-t", "--timeout", type=positive_int, default=10, metavar="SECONDS",
+                        help="give up with UNKNOWN after this many seconds (default 10)")
+    parser.add_argument("--proc-root", default="/proc", metavar="DIR",
+                        help="where the host's procfs is mounted (default /proc)")
+    parser.add_argument("--sys-root", default="/sys", metavar="DIR",
+                        help="where the host's sysfs is mounted (default /sys)")
+    parser.add_argument("--missing", choices=sorted(STATES), default="ok",
+                        help="state when nf_conntrack is not loaded (default ok)")
+    ns = parser.add_mutually_exclusive_group()
+    ns.add_argument("--netns", metavar="NAME",
+                    help="check the network namespace `ip netns` calls NAME (root)")
+    ns.add_argument("--netns-path", metavar="PATH",
+                    help="check the namespace of a namespace file such as "
+                         "/proc/PID/ns/net (root)")
+    ns.add_argument("--all-netns", action="store_true",
+                    help="check every network namespace of the host; the worst "
+                         "decides (root)")
+    parser.add_argument("--netns-dir", default="/run/netns", help=argparse.SUPPRESS)
+    return parser
+
+
+def roots(args) -> Roots:
+    return Roots(args.proc_root, args.sys_root)
+
+
+def run(check: nagiosplugin.Check, args) -> None:
+    """Run the check under the plugin's timeout and exit with its state."""
+    check.main(verbose=args.verbose, timeout=args.timeout)

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Whole-process wall time of each plugin against the ``import nagiosplugin`` floor.
+
+    .venv/bin/python tests/bench/bench_startup.py [--runs 40] [--netns 200]
+
+Runs the floor (``python -c "import nagiosplugin"``, same interpreter as the
+plugins' shebang) and every plugin interleaved, in a new random order each
+round, and prints medians and the ratio to the floor. With ``--netns N``
+(root) it also creates N empty network namespaces and times
+``check_conntrack --all-netns`` over them, then deletes them.
+
+Not part of the test suite: numbers depend on the machine, ratios less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def interleaved(commands: dict[str, list[str]], runs: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for cmd in commands.values():  # warm the page cache and .pyc files
+        wall(cmd)
+    for _ in range(runs):
+        order = list(commands)
+        random.shuffle(order)
+        for name in order:
+            times[name].append(wall(commands[name]))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def report(medians: dict[str, float], floor: str, target: float | None) -> bool:
+    base = medians[floor]
+    ok = True
+    print(f"{'command':<44} {'median ms':>10} {'x floor':>8}")
+    for name, value in medians.items():
+        ratio = value / base
+        verdict = ""
+        if target is not None and name != floor:
+            verdict = "  ok" if ratio <= target else f"  OVER {target}"
+            ok &= ratio <= target
+        print(f"{name:<44} {value * 1000:>10.1f} {ratio:>8.2f}{verdict}")
+    return ok
+
+
+def plugin_commands(plugins: list[str]) -> dict[str, list[str]]:
+    return {name: [str(BIN / name)] for name in plugins}
+
+
+def many_namespaces(count: int, runs: int) -> float:
+    names = [f"ctcbench{os.getpid()}n{i}" for i in range(count)]
+    try:
+        for name in names:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        cmd = [str(BIN / "check_conntrack"), "--all-netns"]
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        print(f"\n{' '.join(cmd)} over {count} extra namespaces:\n  {out.split(' | ')[0]}")
+        return statistics.median(wall(cmd) for _ in range(runs))
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--netns", type=int, default=0, metavar="N",
+                        help="also time --all-netns over N namespaces (root)")
+    parser.add_argument("--plugins", nargs="+",
+                        default=["check_conntrack", "check_conntrack_hash"])
+    args = parser.parse_args()
+    floor = f"{Path(sys.executable).name} -c 'import nagiosplugin'"
+    commands = {floor: [sys.executable, "-c", "import nagiosplugin"]}
+    commands.update(plugin_commands(args.plugins))
+    print(f"interpreter {sys.executable}, {args.runs} interleaved rounds")
+    ok = report(interleaved(commands, args.runs), floor, target=1.25)
+    if args.netns:
+        median = many_namespaces(args.netns, max(5, args.runs // 4))
+        verdict = "ok" if median < 1.0 else "OVER 1 s"
+        print(f"  median {median * 1000:.1f} ms ({verdict})")
+        ok &= median < 1.0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

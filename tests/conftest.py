@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nagiosplugin.runtime
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+@pytest.fixture(autouse=True)
+def fresh_runtime():
+    """nagiosplugin's Runtime is a process-wide singleton: one per test."""
+    nagiosplugin.runtime.Runtime.instance = None
+    yield
+    nagiosplugin.runtime.Runtime.instance = None
+
+
+@pytest.fixture
+def run_main(capsys):
+    """Run a plugin's main() in-process; returns (exit code, stdout)."""
+
+    def run(main, *argv):
+        with pytest.raises(SystemExit) as exited:
+            main(list(argv))
+        return exited.value.code, capsys.readouterr().out
+
+    return run
+
+
+def plugin_path(name: str) -> str:
+    """The installed executable, next to the interpreter running the tests."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        found = shutil.which(name)
+        assert found, f"{name} is not installed: run tests/run (pip install .)"
+        return found
+    return str(path)
+
+
+@pytest.fixture
+def run_plugin():
+    """Run an installed plugin as NRPE does: returns (exit code, stdout, stderr)."""
+
+    def run(name, *argv, timeout=60, user=None):
+        cmd = [plugin_path(name), *argv]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, user=user)
+        return done.returncode, done.stdout, done.stderr
+
+    return run
