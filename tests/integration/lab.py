@@ -10,6 +10,7 @@ deletes every namespace, whatever happened.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import subprocess
@@ -20,6 +21,9 @@ import pytest
 
 IN_CI = os.environ.get("CI") == "true"
 MAX_FILE = "/proc/sys/net/netfilter/nf_conntrack_max"
+# One lab at a time on this machine: the max is global, and --all-netns
+# would see another lab's namespaces.
+LOCK_FILE = "/run/lock/conntrack-checks-lab.lock"
 FLOWS = str(Path(__file__).with_name("flows.py"))
 RULES = ("add table inet conntrack_lab; "
          "add chain inet conntrack_lab out { type filter hook output priority 0; }; "
@@ -55,11 +59,54 @@ def write_max(value: int) -> None:
         handle.write(f"{value}\n")
 
 
+_lock = {"file": None, "depth": 0}
+
+
+def _acquire() -> None:
+    """Take the machine-wide lab lock (re-entrant within this process).
+
+    A lab that died without close() (SIGKILL) left its max in the lock file
+    and its namespaces behind: the next lab puts both right first.
+    """
+    if _lock["depth"] == 0:
+        os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
+        handle = open(LOCK_FILE, "a+")  # noqa: SIM115 (held until _release())
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        left = handle.read().strip()
+        if left.isdigit():
+            write_max(int(left))
+        for line in run("ip", "netns", "list").stdout.splitlines():
+            name = line.split()[0]
+            if name.startswith("ctc") and "x" in name:
+                pid = name[3:name.index("x")]
+                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                    run("ip", "netns", "del", name, check=False)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{read_max()}\n")
+        handle.flush()
+        _lock["file"] = handle
+    _lock["depth"] += 1
+
+
+def _release() -> None:
+    _lock["depth"] -= 1
+    if _lock["depth"] == 0:
+        handle = _lock["file"]
+        handle.seek(0)
+        handle.truncate()
+        handle.close()  # releases the flock
+        _lock["file"] = None
+
+
 class Lab:
     def __init__(self, max_entries: int | None = None):
+        _acquire()
         self.original_max = read_max()
         self.names: list[str] = []
         self.prefix = f"ctc{os.getpid()}x{id(self) % 10000}"
+        self.closed = False
         atexit.register(self.close)
         if max_entries is not None:
             write_max(max_entries)
@@ -100,9 +147,11 @@ class Lab:
         return total
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for name in reversed(self.names):
             run("ip", "netns", "del", name, check=False)
         self.names.clear()
-        if self.original_max is not None:
-            write_max(self.original_max)
-            self.original_max = None
+        write_max(self.original_max)
+        _release()
