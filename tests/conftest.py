@@ -46,8 +46,9 @@ def run_plugin():
 
     def run(name, *argv, timeout=60, user=None):
         cmd = [plugin_path(name), *argv]
+        extra = {"user": user} if user is not None else {}  # user= is Python 3.9+
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, user=user)
+                              stdin=subprocess.DEVNULL, **extra)
         return done.returncode, done.stdout, done.stderr
 
     return run
