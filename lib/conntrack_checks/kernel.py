@@ -72,11 +72,12 @@ def parse_count(text: str, path: str) -> int:
     return number
 
 
-def read_text(path: str) -> str:
-    """The file's text; OSError other than 'missing' becomes a ProbeError."""
+def read_text(path: str, limit: int | None = 4096) -> str:
+    """The file's text (all of it with limit=None); OSError other than 'missing'
+    becomes a ProbeError."""
     try:
         with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read(4096)
+            return handle.read(limit)
     except PermissionError:
         raise ProbeError(
             f"cannot read {path}: permission denied; run the plugin as root "

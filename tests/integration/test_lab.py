@@ -17,13 +17,14 @@ def namespaces() -> str:
 
 def test_lab_restores_max_and_deletes_namespaces():
     need_root_tools("ip", "nft", "conntrack")
-    before = read_max()
-    with Lab(max_entries=before + 1) as lab:
-        name = lab.namespace("tmp", flows=3)
-        assert read_max() == before + 1
-        assert lab.count(name) == 3
-    assert read_max() == before
-    assert name not in namespaces()
+    with Lab():  # hold the lab lock while reading the max before and after
+        before = read_max()
+        with Lab(max_entries=before + 1) as lab:
+            name = lab.namespace("tmp", flows=3)
+            assert read_max() == before + 1
+            assert lab.count(name) == 3
+        assert read_max() == before
+        assert name not in namespaces()
 
 
 def test_next_lab_repairs_what_a_killed_lab_left():
