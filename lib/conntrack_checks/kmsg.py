@@ -1,0 +1,101 @@
+"""Reading the kernel's log from /dev/kmsg, record by record, by sequence number.
+
+Each read(2) returns one record ``prio,seq,usec,flags[,...];text\\n`` plus
+continuation lines (`` KEY=value``), which are dropped. Readers are
+independent (unlike /proc/kmsg, which consumes what it returns): the file is
+opened non-blocking, read from the oldest record and left at EAGAIN. The
+sequence number is the cursor; a jump past the last seen one means records
+were overwritten in the ring before anyone read them (EPIPE while reading
+says the same), and they are counted as lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from .errors import ProbeError
+
+KMSG = "/dev/kmsg"
+RECORD = 16384  # above the kernel's record limit (8 KiB), else EINVAL
+
+
+class KmsgRead:
+    """What one pass over /dev/kmsg saw."""
+
+    def __init__(self):
+        self.last_seq: int | None = None
+        self.records = 0
+        self.bytes = 0
+        self.lost = 0
+        self.complete = True
+
+
+def boot_time() -> float:
+    """Epoch time of the kernel's timestamp 0 (the log's clock stops in suspend)."""
+    return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def open_kmsg(path: str = KMSG) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ProbeError(f"{path} does not exist (a container without the kernel log?): "
+                         "use --source file or journal") from None
+    except PermissionError:
+        raise ProbeError(f"cannot read {path}: permission denied; kernel.dmesg_restrict=1 "
+                         "allows it only with CAP_SYSLOG: run the check as root (see "
+                         "contrib/sudoers/conntrack-checks) or use --source file/journal") from None
+    except OSError as exc:
+        raise ProbeError(f"cannot open {path}: {exc.strerror}") from None
+
+
+def read(path: str, after: int | None, on_record, deadline: float | None = None) -> KmsgRead:
+    """Pass records with a sequence number above ``after`` to ``on_record(seq, usec, text)``.
+
+    ``after`` None: every record in the ring, nothing counted as lost;
+    -1: a new boot, records from 0 on (those overwritten count as lost).
+    """
+    seen = KmsgRead()
+    last = after
+    fd = open_kmsg(path)
+    try:
+        while True:
+            try:
+                record = os.read(fd, RECORD)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                continue  # overwritten while reading: the seq jump counts it
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:
+                    raise ProbeError(f"{path}: a record larger than {RECORD} bytes") from None
+                if exc.errno == errno.EPERM:
+                    raise ProbeError(f"cannot read {path}: operation not permitted; "
+                                     "kernel.dmesg_restrict=1 needs CAP_SYSLOG (run as root, "
+                                     "see contrib/sudoers/conntrack-checks)") from None
+                raise ProbeError(f"cannot read {path}: {exc.strerror}") from None
+            if not record:
+                break
+            seen.bytes += len(record)
+            header, _, text = record.partition(b";")
+            fields = header.split(b",", 3)
+            try:
+                seq, usec = int(fields[1]), int(fields[2])
+            except (IndexError, ValueError):
+                continue
+            if last is not None and seq <= last:
+                continue
+            if last is not None and seq > last + 1:
+                seen.lost += seq - last - 1
+            last = seq
+            seen.records += 1
+            on_record(seq, usec, text.split(b"\n", 1)[0])
+            if deadline is not None and time.monotonic() > deadline:
+                seen.complete = False
+                break
+    finally:
+        os.close(fd)
+    seen.last_seq = last
+    return seen

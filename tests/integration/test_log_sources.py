@@ -1,0 +1,229 @@
+"""check_conntrack_log end to end: the real kernel, rsyslog, logrotate, journald, /dev/kmsg.
+
+A Lab namespace is filled past a lowered max so the kernel logs "table full
+in netns N, dropping packet". A real rsyslogd (imkmsg, its own config, in
+the foreground) writes the file, real logrotate rotates it between runs
+(delaycompress, then copytruncate), a real systemd-journald (started here;
+no systemd as PID 1) reads /dev/kmsg into /run/log/journal. Each source must
+report exactly the lines `dmesg` shows for the lab's namespaces, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conntrack_checks.check_conntrack_log import report_section
+from conntrack_checks.kernel import Roots
+from lab import Lab, need_root_tools
+
+JOURNALD = "/lib/systemd/systemd-journald"
+JOURNAL_RUN = Path("/run/systemd/journal")
+LAB_MAX = 40
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def dmesg_lines(inodes) -> int:
+    out = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines()
+               if any(f"table full in netns {i}, dropping packet" in line for i in inodes))
+
+
+def journal_lines(inodes) -> int:
+    out = subprocess.run([shutil.which("journalctl"), "_TRANSPORT=kernel", "--no-pager", "-q",
+                          "-o", "cat"], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines()
+               if any(f"table full in netns {i}, dropping packet" in line for i in inodes))
+
+
+def file_lines(directory: Path, inodes) -> int:
+    import gzip
+    total = 0
+    for path in directory.glob("kern.log*"):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as handle:
+            total += sum(1 for line in handle
+                         if any(f"table full in netns {i}, dropping packet" in line
+                                for i in inodes))
+    return total
+
+
+class Daemons:
+    """rsyslogd and systemd-journald for one test; stop() ends only what it started."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+        self.journal_created = False
+
+    def rsyslog(self) -> subprocess.Popen:
+        work = self.tmp / "rsyslog"
+        work.mkdir()
+        conf = self.tmp / "rsyslog.conf"
+        conf.write_text('module(load="imkmsg")\n'
+                        f'global(workDirectory="{work}")\n'
+                        f'kern.* action(type="omfile" file="{self.tmp / "logs" / "kern.log"}")\n')
+        proc = subprocess.Popen([shutil.which("rsyslogd"), "-n", "-f", str(conf),
+                                 "-i", str(work / "rsyslogd.pid")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def journald(self) -> None:
+        running = subprocess.run(["pgrep", "-x", "systemd-journal"], capture_output=True)
+        if running.returncode == 0:
+            return  # the host's own journald already reads /dev/kmsg
+        self.journal_created = not JOURNAL_RUN.exists() and not Path("/run/log").exists()
+        self.procs.append(subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL))
+        wait_for(lambda: (JOURNAL_RUN / "kernel-seqnum").exists(), "journald to read /dev/kmsg")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self.journal_created:
+            shutil.rmtree("/run/log", ignore_errors=True)
+            shutil.rmtree(JOURNAL_RUN, ignore_errors=True)
+
+
+def logrotate(tmp: Path, logs: Path, rsyslog_pid: int, mode: str) -> None:
+    conf = tmp / f"logrotate-{mode}.conf"
+    if mode == "delaycompress":
+        body = (f"    create 0640 root root\n    postrotate\n        /bin/kill -HUP {rsyslog_pid}\n"
+                "    endscript\n")
+    else:
+        body = "    copytruncate\n"
+    conf.write_text(f"{logs / 'kern.log'} {{\n    rotate 5\n    compress\n    delaycompress\n"
+                    f"    missingok\n{body}}}\n")
+    conf.chmod(0o644)
+    subprocess.run([shutil.which("logrotate"), "-f", "-s", str(tmp / "logrotate.state"),
+                    str(conf)], check=True, capture_output=True, timeout=60)
+
+
+def counts(output: str) -> tuple[int, int]:
+    match = re.search(r"- (\d+) table-full messages? in the last", output)
+    assert match, output
+    supp = re.search(r"suppressed=(\d+)", output)
+    return int(match.group(1)), int(supp.group(1))
+
+
+def test_every_source_reports_the_same_bursts_exactly_once(tmp_path, run_plugin):
+    need_root_tools("ip", "nft", "conntrack", "dmesg", "rsyslogd", "logrotate", "journalctl",
+                    "pgrep")
+    if not os.access(JOURNALD, os.X_OK):
+        need_root_tools(JOURNALD)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    daemons = Daemons(tmp_path)
+    with Lab(max_entries=LAB_MAX) as lab:
+        try:
+            rsyslog = daemons.rsyslog()
+            daemons.journald()
+            wait_for(lambda: (logs / "kern.log").exists() and (logs / "kern.log").stat().st_size,
+                     "rsyslog to write kern.log")
+            sources = {
+                "file": ["--logfile", str(logs / "kern.log")],
+                "kmsg": ["--source", "kmsg"],
+                "journal": ["--source", "journal"],
+            }
+
+            def run_all():
+                results = {}
+                for name, argv in sources.items():
+                    code, out, err = run_plugin("check_conntrack_log", *argv, "--window", "1h",
+                                                "--state-dir", str(tmp_path / f"state-{name}"),
+                                                "-t", "30")
+                    assert err == "", err
+                    results[name] = (code, out)
+                return results
+
+            for code, out in run_all().values():
+                assert code == 0 and "first run: baseline" in out, out
+
+            # Namespace inodes are reused: older lines with the same number may
+            # be in the ring (and so in the file and the journal); count deltas.
+            inodes: list[int] = []
+            truth = 0
+            for phase, mode in ((1, "delaycompress"), (2, "copytruncate")):
+                ns = lab.namespace(f"log{phase}")
+                inodes.append(os.stat(f"/run/netns/{ns}").st_ino)
+                before = (dmesg_lines(inodes), file_lines(logs, inodes), journal_lines(inodes))
+                time.sleep(6)  # past the 5 s rate-limit interval: the next burst is printed
+                lab.fill(ns, LAB_MAX + 300)
+                wait_for(lambda b=before: dmesg_lines(inodes) > b[0], "the kernel's lines")
+                time.sleep(1)
+                burst = dmesg_lines(inodes) - before[0]
+                assert burst >= 10
+                truth += burst
+                wait_for(lambda b=before, n=burst: file_lines(logs, inodes) - b[1] == n,
+                         "rsyslog to write them")
+                wait_for(lambda b=before, n=burst: journal_lines(inodes) - b[2] == n,
+                         "journald to store them")
+                logrotate(tmp_path, logs, rsyslog.pid, mode)
+                if mode == "copytruncate":
+                    assert (logs / "kern.log.2.gz").exists() and (logs / "kern.log.1").exists()
+                results = run_all()
+                seen = {name: counts(out) for name, (code, out) in results.items()}
+                assert {name: c for name, (c, _) in seen.items()} == \
+                    dict.fromkeys(sources, truth), results
+                assert len({s for _, s in seen.values()}) == 1, results
+                for code, out in results.values():
+                    assert code == 2, out
+                    assert all(f"[{i}]" in out for i in inodes), out
+                again = run_all()
+                assert {n: counts(o)[0] for n, (_, o) in again.items()} == \
+                    dict.fromkeys(sources, truth)
+            assert seen["file"][1] > 0, "the second burst printed no 'callbacks suppressed'"
+            report = report_section(Roots(), 3600, source="kmsg")
+            assert report["source"] == "kmsg" and report["table_full"] >= truth
+            assert json.loads(json.dumps(report)) == report
+            not_in_group(tmp_path, run_plugin)
+        finally:
+            daemons.stop()
+
+
+def plugin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def not_in_group(tmp_path: Path, run_plugin) -> None:
+    """The journal and /dev/kmsg as a user outside systemd-journal/adm: UNKNOWN + fix."""
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="ctlog-nobody-"))
+    try:
+        base.chmod(0o700)
+        shutil.chown(base, "nobody")
+        for source, words in (("journal", "systemd-journal"), ("kmsg", "CAP_SYSLOG")):
+            # without root's groups (subprocess keeps them unless told)
+            done = subprocess.run([plugin("check_conntrack_log"), "--source", source,
+                                   "--state-dir", str(base / source)], capture_output=True,
+                                  text=True, user="nobody", group="nogroup", extra_groups=[],
+                                  timeout=60)
+            out = done.stdout
+            assert done.returncode == 3 and words in out and out.count("\n") == 1, \
+                (out, done.stderr)
+    finally:
+        shutil.rmtree(base)

@@ -1,0 +1,704 @@
+"""check_conntrack_log: messages, rotations, state and window semantics on real files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conntrack_checks import check_conntrack_log as ccl
+from conntrack_checks import kmsg, logfile, logmsg
+from conntrack_checks.errors import ProbeError
+from conntrack_checks.kernel import Roots
+
+NOW_FMT = "%b %d %H:%M:%S"
+
+# --- messages (data-driven) ---------------------------------------------------------
+
+VARIANTS = [
+    # line, kind, netns, count
+    ("ip_conntrack: table full, dropping packet.", "table_full", None, 1),
+    ("nf_conntrack: table full, dropping packet.", "table_full", None, 1),
+    ("nf_conntrack: table full, dropping packet", "table_full", None, 1),
+    ("nf_conntrack: nf_conntrack: table full, dropping packet", "table_full", None, 1),
+    ("nf_conntrack: nf_conntrack: table full in netns 4026532246, dropping packet",
+     "table_full", 4026532246, 1),
+    ("nf_conntrack: table or zone full, dropping packet", "table_full", None, 1),
+    ("Mar 14 03:12:18 fw kernel: [1234567.890123] nf_conntrack: table full, dropping packet",
+     "table_full", None, 1),
+    ("2026-11-23T15:08:00.123456+00:00 fw kernel: nf_conntrack: nf_conntrack: table full in "
+     "netns 7, dropping packet", "table_full", 7, 1),
+    ("nf_conntrack: expectation table full", "expectation_full", None, 1),
+    ("nf_conntrack: nf_conntrack: expectation table full", "expectation_full", None, 1),
+    ("net_ratelimit: 4000 callbacks suppressed", "suppressed", None, 4000),
+    ("__ratelimit: 12 callbacks suppressed", "suppressed", None, 12),
+    ("printk: 7 messages suppressed.", "suppressed", None, 7),
+    ("quiet_error: 3 callbacks suppressed", None, None, 0),
+    ("nf_conntrack version 0.5.0 (65536 buckets, 262144 max)", None, None, 0),
+    ("nf_conntrack: falling back to vmalloc.", None, None, 0),
+    ("nf_conntrack: automatic helper assignment is deprecated", None, None, 0),
+    ("systemd[1]: conntrackd.service: table full, dropping packet? no", None, None, 0),
+]
+
+
+@pytest.mark.parametrize("line, kind, netns, count", VARIANTS)
+def test_every_message_variant(line, kind, netns, count):
+    found = logmsg.classify(line.encode())
+    if kind is None:
+        assert found is None
+        return
+    assert (found.kind, found.netns, found.count) == (kind, netns, count)
+    # the chunk scanner finds the same line among others
+    block = f"noise one\n{line}\nnoise conntrackd two\n".encode()
+    assert [ln for _, ln in logmsg.scan(block) if logmsg.classify(ln)] == [line.encode()]
+
+
+def test_grep_pattern_matches_the_same_lines():
+    regex = re.compile(logmsg.TABLE_FULL_PATTERN)
+    for line, kind, _, _ in VARIANTS:
+        assert bool(regex.search(line)) == (kind == "table_full"), line
+
+
+@pytest.mark.parametrize("line, expected", [
+    # calendar.timegm((2026, 11, 23, 14, 8, 0)) == 1795442880
+    ("2026-11-23T15:08:00.5+01:00 h kernel: x", 1795442880.5),
+    ("2026-11-23T14:08:00Z h kernel: x", 1795442880),
+    ("2026-11-23T09:08:00.000000-05:00 h kernel: x", 1795442880),
+    ("<4>1 2026-11-23T14:08:00.000000+00:00 h kernel - - x", 1795442880),
+])
+def test_rfc3339_times(line, expected):
+    assert logmsg.syslog_time(line, time.time()) == pytest.approx(expected, abs=0.01)
+
+
+def test_traditional_times_are_local_and_never_in_next_year():
+    now = time.mktime((2027, 1, 1, 0, 30, 0, 0, 0, -1))
+    assert logmsg.syslog_time("Dec 31 23:59:00 h kernel: x", now) == \
+        time.mktime((2026, 12, 31, 23, 59, 0, 0, 0, -1))
+    assert logmsg.syslog_time("Jan  1 00:10:00 h kernel: x", now) == \
+        time.mktime((2027, 1, 1, 0, 10, 0, 0, 0, -1))
+    assert logmsg.syslog_time("no time here", now) is None
+
+
+# --- a log written like rsyslog writes it -----------------------------------------
+
+
+class Log:
+    """A syslog file and its rotations in a temporary directory."""
+
+    def __init__(self, tmp_path: Path):
+        self.dir = tmp_path
+        self.path = tmp_path / "kern.log"
+        self.path.write_bytes(b"")
+        self.serial = 0
+        self.noise(3)
+
+    def line(self, text: str, when: float | None = None) -> bytes:
+        stamp = time.strftime(NOW_FMT, time.localtime(when or time.time()))
+        return f"{stamp} fw kernel: [{self.serial}.0] {text}\n".encode()
+
+    def ct(self, n: int = 1, to: Path | None = None, netns: int | None = None,
+           when: float | None = None) -> None:
+        ns = f" in netns {netns}" if netns else ""
+        data = b""
+        for _ in range(n):
+            self.serial += 1
+            data += self.line(f"nf_conntrack: nf_conntrack: table full{ns}, dropping packet",
+                              when)
+        self.append(data, to)
+
+    def text(self, text: str, to: Path | None = None) -> None:
+        self.append(self.line(text), to)
+
+    def noise(self, n: int, to: Path | None = None) -> None:
+        data = b""
+        for _ in range(n):
+            self.serial += 1
+            data += self.line(f"eth0: link up, serial {self.serial} " + "x" * 40)
+        self.append(data, to)
+
+    def append(self, data: bytes, to: Path | None = None) -> None:
+        with open(to or self.path, "ab") as handle:
+            handle.write(data)
+
+    def rotate(self, compress_now: bool = False, create: bool = True) -> None:
+        """logrotate rename+create: .1 -> .2.gz (delaycompress), live -> .1."""
+        gens = sorted((p for p in self.dir.glob("kern.log.*")
+                       if p.name[9:].split(".")[0].isdigit()),
+                      key=lambda p: -int(p.name[9:].split(".")[0]))
+        for p in gens:
+            n = int(p.name[9:].split(".")[0])
+            target = self.dir / f"kern.log.{n + 1}.gz"
+            if p.suffix == ".gz":
+                p.rename(target)
+            else:
+                gzip_file(p, target)
+        os.rename(self.path, self.dir / "kern.log.1")
+        if compress_now:
+            gzip_file(self.dir / "kern.log.1", self.dir / "kern.log.1.gz")
+        if create:
+            self.path.write_bytes(b"")
+
+    def copytruncate(self, compress_now: bool = False) -> None:
+        for p in sorted(self.dir.glob("kern.log.*"), reverse=True):
+            n = int(p.name.split(".")[2])
+            p.rename(self.dir / f"kern.log.{n + 1}{'.gz' if p.suffix == '.gz' else ''}")
+        target = self.dir / "kern.log.1"
+        shutil.copyfile(self.path, target)
+        with open(self.path, "r+b") as handle:
+            handle.truncate(0)
+        if compress_now:
+            gzip_file(target, self.dir / "kern.log.1.gz")
+
+
+def gzip_file(src: Path, dst: Path) -> None:
+    with open(src, "rb") as fin, gzip.open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    os.utime(dst, (src.stat().st_atime, src.stat().st_mtime))
+    src.unlink()
+
+
+@pytest.fixture
+def log(tmp_path):
+    (tmp_path / "log").mkdir()
+    return Log(tmp_path / "log")
+
+
+@pytest.fixture
+def check(run_main, tmp_path, log):
+    """Run the plugin on ``log``; returns (exit code, count in window, output)."""
+
+    def run(*argv):
+        code, out = run_main(ccl.main, "--logfile", str(log.path), "--state-dir",
+                             str(tmp_path / "state"), "--window", "1h", *argv)
+        match = re.search(r"- (\d+) table-full", out)
+        return code, int(match.group(1)) if match else None, out
+
+    return run
+
+
+def state_of(tmp_path) -> dict:
+    files = list((tmp_path / "state").glob("*.json"))
+    assert len(files) == 1
+    return json.loads(files[0].read_text())["data"]
+
+
+def test_first_run_is_a_baseline_then_each_line_once(check, log):
+    log.ct(5)
+    code, count, out = check()
+    assert (code, count) == (0, 0) and "first run: baseline" in out
+    log.ct(2)
+    log.noise(2)
+    assert check()[:2] == (1, 2)
+    assert check()[:2] == (1, 2)  # nothing new: same answer (a retry stays in its state)
+    log.ct(1)
+    assert check()[:2] == (1, 3)
+
+
+def test_a_run_without_news_does_not_rewrite_the_state(check, log, tmp_path):
+    check()
+    log.ct(1)
+    check()
+    [path] = (tmp_path / "state").glob("*.json")
+    inode = path.stat().st_ino
+    assert check()[:2] == (1, 1)
+    assert path.stat().st_ino == inode
+    log.noise(1)
+    check()
+    assert path.stat().st_ino != inode
+
+
+def test_lookback_reports_recent_history_only(check, log):
+    log.ct(4, when=time.time() - 7200)
+    log.ct(3, when=time.time() - 60)
+    code, count, out = check("--lookback", "30m")
+    assert (code, count) == (1, 3)
+    assert "baseline" not in out
+
+
+def test_lookback_over_several_runs_keeps_its_limit(check, log, tmp_path):
+    for _ in range(20):
+        log.noise(100)
+        log.ct(1, when=time.time() - 7200)
+    for _ in range(5):
+        log.noise(100)
+        log.ct(1)
+    outs = [check("--lookback", "1h", "--max-bytes", "60K") for _ in range(12)]
+    assert "backlog" in outs[0][2] and "backlog" not in outs[-1][2]
+    assert outs[-1][1] == 5
+    assert sum(row[2] for row in state_of(tmp_path)["events"]) == 5  # none older than 1h
+
+
+def test_window_decides_and_a_retry_stays_critical(check, log, monkeypatch):
+    check()
+    log.ct(12)
+    code, count, out = check()
+    assert (code, count) == (2, 12)
+    assert check()[:2] == (2, 12)
+    later = time.time() + 3700
+    monkeypatch.setattr(ccl.time, "time", lambda: later)
+    code, count, out = check()
+    assert (code, count) == (0, 0)
+    assert "last one" in out and "ago" in out
+
+
+def test_old_lines_in_a_backlog_are_reported_not_alerted(check, log):
+    check()
+    log.ct(3, when=time.time() - 5 * 3600)
+    code, count, out = check()
+    assert (code, count) == (0, 0)
+    assert "last one" in out
+
+
+def test_rename_create_with_lines_written_before_rotation(check, log):
+    check()
+    log.ct(2)
+    log.rotate()
+    log.ct(1)
+    assert check()[:2] == (1, 3)
+    assert check()[:2] == (1, 3)
+
+
+def test_delayed_hup_lines_in_the_renamed_file_are_drained(check, log):
+    check()
+    log.ct(1)
+    log.rotate()
+    assert check()[:2] == (1, 1)
+    log.ct(2, to=log.dir / "kern.log.1")  # rsyslog has not reopened yet
+    log.ct(1)
+    assert check()[:2] == (1, 4)
+    assert check()[:2] == (1, 4)
+
+
+def test_immediate_compression_and_inode_reuse(check, log):
+    check()
+    log.ct(2)
+    log.rotate(compress_now=True)
+    log.ct(1)
+    assert check()[:2] == (1, 3)
+
+
+def test_delaycompress_over_three_runs(check, log):
+    check()
+    log.ct(1)
+    log.rotate()
+    assert check()[:2] == (1, 1)
+    log.ct(1)
+    log.rotate()  # .1 -> .2.gz, live -> .1
+    log.ct(1)
+    assert check()[:2] == (1, 3)
+    assert check()[:2] == (1, 3)
+    assert sorted(p.name for p in log.dir.iterdir()) == ["kern.log", "kern.log.1",
+                                                         "kern.log.2.gz"]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_copytruncate_of_a_file_empty_at_the_last_check(check, log, compress):
+    log.path.write_bytes(b"")
+    check()
+    log.ct(2)
+    log.copytruncate(compress_now=compress)
+    log.ct(1)
+    assert check()[:2] == (1, 3)
+    assert check()[:2] == (1, 3)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_copytruncate_shorter_and_regrown(check, log, compress):
+    log.noise(50)
+    check()
+    log.ct(2)
+    log.copytruncate(compress_now=compress)
+    log.ct(1)
+    assert check()[:2] == (1, 3)
+    log.ct(1)
+    log.copytruncate()
+    log.noise(200)  # regrown past the old offset
+    log.ct(1)
+    assert check()[:2] == (1, 5)
+
+
+def test_several_numeric_rotations_between_runs(check, log):
+    check()
+    for _ in range(3):
+        log.ct(1)
+        log.rotate()
+    log.ct(1)
+    assert check()[:2] == (1, 4)
+    assert {p.name for p in log.dir.iterdir()} >= {"kern.log.2.gz", "kern.log.3.gz"}
+
+
+@pytest.mark.parametrize("names", [
+    ["kern.log-20261121", "kern.log-20261122.gz", "kern.log-20261123"],
+    ["kern.log-2026112201", "kern.log-2026112202", "kern.log-2026112203.gz"],
+])
+def test_several_dateext_rotations_between_runs(check, log, names):
+    check()
+    for name in names:
+        log.ct(1)
+        target = log.dir / name.replace(".gz", "")
+        os.rename(log.path, target)
+        if name.endswith(".gz"):
+            gzip_file(target, log.dir / name)
+        log.path.write_bytes(b"")
+    log.ct(1)
+    assert check()[:2] == (1, 4)
+
+
+def test_truncation_without_copy_is_a_gap_warning(check, log):
+    check()
+    log.ct(1)
+    with open(log.path, "r+b") as handle:
+        handle.truncate(0)
+    log.ct(1)
+    code, count, out = check()
+    assert (code, count) == (1, 1)
+    assert "truncated or replaced" in out and "gaps=1" in out
+
+
+def test_deleted_and_recreated_larger_is_not_a_continuation(check, log):
+    log.noise(5)
+    check()
+    log.path.unlink()
+    log.path.write_bytes(b"")
+    log.ct(2)
+    log.noise(20)  # now larger than the old offset
+    code, count, out = check("--on-gap", "critical")
+    assert (code, count) == (2, 2)
+    assert "truncated or replaced" in out
+
+
+def test_live_file_missing_for_a_run_then_recreated(check, log):
+    check()
+    log.ct(1)
+    log.rotate(create=False)
+    assert check()[:2] == (1, 1)
+    log.ct(1, to=log.dir / "kern.log.1")
+    log.path.write_bytes(b"")
+    log.ct(1)
+    assert check()[:2] == (1, 3)
+
+
+def test_partial_line_is_consumed_once_complete(check, log):
+    check()
+    whole = log.line("nf_conntrack: nf_conntrack: table full, dropping packet")
+    log.append(whole[:30])
+    assert check()[:2] == (0, 0)
+    log.append(whole[30:])
+    assert check()[:2] == (1, 1)
+    assert check()[:2] == (1, 1)
+
+
+def test_lines_longer_than_the_chunk(check, log, monkeypatch):
+    monkeypatch.setattr(logfile, "CHUNK", 64)
+    check()
+    log.text("x" * 300 + " nf_conntrack: table full, dropping packet")
+    log.noise(3)
+    log.ct(2)
+    assert check()[:2] == (1, 3)
+
+
+def test_symlinked_log(check, log, tmp_path, run_main):
+    link = tmp_path / "link.log"
+    link.symlink_to(log.path)
+    argv = ["--logfile", str(link), "--state-dir", str(tmp_path / "st2")]
+    run_main(ccl.main, *argv)
+    log.ct(2)
+    code, out = run_main(ccl.main, *argv)
+    assert code == 1 and " 2 table-full" in out
+
+
+def test_backlog_beyond_the_budget_is_read_over_several_runs(check, log):
+    check()
+    for _ in range(30):
+        log.noise(100)
+        log.ct(1)
+    code, count, out = check("--max-bytes", "100K")
+    assert code != 0 and "backlog" in out and count < 30
+    seen = [count]
+    for _ in range(10):
+        code, count, out = check("--max-bytes", "100K")
+        seen.append(count)
+        if "backlog" not in out:
+            break
+    assert count == 30
+    assert seen == sorted(seen)
+    assert check()[:2] == (2, 30)
+
+
+def test_backlog_across_a_rotation(check, log):
+    check()
+    for _ in range(10):
+        log.noise(100)
+        log.ct(1)
+    log.rotate()
+    for _ in range(10):
+        log.noise(100)
+        log.ct(1)
+    outs = [check("--max-bytes", "50K") for _ in range(12)]
+    assert outs[0][0] != 0 and "backlog" in outs[0][2]
+    assert outs[-1][1] == 20 and "backlog" not in outs[-1][2]
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "corrupt"),
+    (b'{"format": "conntrack-checks-state/1", "plugin": "chec', "corrupt"),
+    (b"[1, 2]", "not ours"),
+])
+def test_corrupt_state_warns_once_and_baselines(check, log, tmp_path, content, words):
+    check()
+    [path] = (tmp_path / "state").glob("*.json")
+    path.write_bytes(content)
+    log.ct(1)
+    code, _count, out = check()
+    assert code == 1 and words in out and "baseline" in out
+    log.ct(1)
+    assert check()[:2] == (1, 1)
+
+
+def test_state_of_another_schema_is_reset(check, log, tmp_path):
+    check()
+    [path] = (tmp_path / "state").glob("*.json")
+    doc = json.loads(path.read_text())
+    doc["data"]["schema"] = 99
+    path.write_text(json.dumps(doc))
+    code, _, out = check()
+    assert code == 1 and "another version" in out
+
+
+def test_unreadable_state_dir_is_unknown(check, log, tmp_path):
+    (tmp_path / "state").write_text("not a dir")
+    code, _, out = check()
+    assert code == 3 and out.count("\n") == 1
+
+
+# --- suppression and namespaces ---------------------------------------------------
+
+
+def test_suppressed_line_in_a_later_run_is_attributed(check, log):
+    check()
+    log.ct(10)
+    assert check()[:2] == (2, 10)
+    log.text("net_ratelimit: 4000 callbacks suppressed")
+    _code, _count, out = check()
+    assert "(+4000 suppressed, est.)" in out and "suppressed=4000" in out
+
+
+def test_suppressed_without_a_recent_conntrack_line_is_not_attributed(check, log):
+    check()
+    log.ct(1, when=time.time() - 3600)
+    log.text("net_ratelimit: 50 callbacks suppressed")
+    log.text("quiet_error: 9 callbacks suppressed")
+    _code, _count, out = check("-v")
+    assert "suppressed=0" in out and "not counted" in out
+    log.ct(1)
+    log.text("__ratelimit: 8 callbacks suppressed")
+    assert "suppressed=8" in check()[2]
+
+
+def test_expectation_table_full_is_its_own_finding(check, log):
+    check()
+    log.text("nf_conntrack: expectation table full")
+    code, count, out = check()
+    assert (code, count) == (1, 0)
+    assert "1 'expectation table full'" in out and "expectation_full=1" in out
+
+
+def test_netns_filter_and_names(check, log, tmp_path):
+    check()
+    run_dir = tmp_path / "netns"
+    run_dir.mkdir()
+    (run_dir / "web").write_text("")
+    web = (run_dir / "web").stat().st_ino
+    log.ct(3, netns=web)
+    log.ct(2, netns=4026532999)
+    _code, count, out = check("--netns-dir", str(run_dir))
+    assert count == 5
+    assert f"netns web [{web}] (3)" in out and "netns [4026532999] (2)" in out
+    assert check("--netns-dir", str(run_dir), "--netns", "web")[1] == 3
+    assert check("--netns-dir", str(run_dir), "--netns", "4026532999")[1] == 2
+    log.ct(4)
+    host = ccl.host_inode("/proc")
+    assert check("--netns-dir", str(run_dir), "--netns", str(host))[1] == 4
+    assert check("--netns-dir", str(run_dir), "--netns-path", "/proc/self/ns/net")[1] == 4
+
+
+# --- concurrency (real processes) -----------------------------------------------
+
+
+def test_eight_parallel_runs_count_each_event_once(log, tmp_path, run_plugin):
+    argv = [str(Path(sys.executable).parent / "check_conntrack_log"), "--logfile",
+            str(log.path), "--state-dir", str(tmp_path / "state"), "--window", "1h"]
+    assert subprocess.run(argv, capture_output=True).returncode == 0
+    for _ in range(20):
+        log.noise(50)
+        log.ct(1)
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [2] * 8, outs
+    assert all(" 20 table-full messages" in o for o in outs), outs
+    lines = [o.split("lines=")[1].split(";")[0] for o in outs]
+    assert sorted(map(int, lines))[-1] == 1020 and lines.count("0") == 7
+    assert sum(row[2] for row in state_of(tmp_path)["events"]) == 20
+
+
+# --- kmsg logic on scripted records (what this kernel cannot show on demand) --------
+
+
+def scripted_kmsg(monkeypatch, records):
+    queue = list(records)
+
+    def fake_read(fd, size):
+        item = queue.pop(0) if queue else BlockingIOError()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    monkeypatch.setattr(kmsg, "open_kmsg", lambda path: -1)
+    monkeypatch.setattr(kmsg.os, "read", fake_read)
+    monkeypatch.setattr(kmsg.os, "close", lambda fd: None)
+
+
+def test_kmsg_sequence_gaps_epipe_and_continuations(monkeypatch):
+    scripted_kmsg(monkeypatch, [
+        b"4,10,100,-;old\n",
+        b"4,11,200,-,caller=T12;nf_conntrack: nf_conntrack: table full in netns 5, "
+        b"dropping packet\n SUBSYSTEM=net\n",
+        BrokenPipeError(),
+        b"4,15,300,c;net_ratelimit: 3 callbacks suppressed\n",
+    ])
+    got = []
+    seen = kmsg.read("/dev/kmsg", 10, lambda seq, usec, text: got.append((seq, usec, text)))
+    assert got == [(11, 200, b"nf_conntrack: nf_conntrack: table full in netns 5, "
+                                b"dropping packet"),
+                   (15, 300, b"net_ratelimit: 3 callbacks suppressed")]
+    assert (seen.last_seq, seen.lost, seen.records) == (15, 3, 2)
+
+
+def test_kmsg_new_boot_counts_overwritten_records(monkeypatch):
+    scripted_kmsg(monkeypatch, [b"6,40,1,-;first kept\n"])
+    seen = kmsg.read("/dev/kmsg", -1, lambda *a: None)
+    assert (seen.last_seq, seen.lost) == (40, 40)
+
+
+def test_kmsg_unreadable_is_unknown_with_the_fix(run_main, tmp_path):
+    path = tmp_path / "kmsg"
+    path.write_text("")
+    path.chmod(0)
+    code, out = run_main(ccl.main, "--source", "kmsg", "--kmsg", str(path) + "x",
+                         "--state-dir", str(tmp_path / "st"))
+    assert code == 3 and "does not exist" in out
+
+
+def test_unreadable_logfile_is_unknown_with_the_fix(run_main, tmp_path):
+    code, out = run_main(ccl.main, "--logfile", str(tmp_path / "none.log"),
+                         "--state-dir", str(tmp_path / "st"))
+    assert code == 3 and "does not exist" in out and out.count("\n") == 1
+
+
+def test_permission_denied_as_nobody(run_plugin):
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: needs root to become nobody")
+        pytest.skip("needs root to become nobody")
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="ctlog-nobody-"))
+    try:
+        _as_nobody(run_plugin, base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _as_nobody(run_plugin, base):
+    base.chmod(0o755)
+    log = Log(base)
+    log.path.chmod(0o600)
+    state_dir = base / "nobody-state"
+    state_dir.mkdir(mode=0o700)
+    shutil.chown(state_dir, "nobody")
+    for argv, words in ((["--logfile", str(log.path)], "adm"), (["--source", "kmsg"],
+                                                                "CAP_SYSLOG")):
+        done = subprocess.run([str(Path(sys.executable).parent / "check_conntrack_log"), *argv,
+                               "--state-dir", str(state_dir)], capture_output=True, text=True,
+                              user="nobody", group="nogroup", extra_groups=[], timeout=60)
+        out = done.stdout
+        assert done.returncode == 3 and words in out and out.count("\n") == 1, \
+            (out, done.stderr)
+
+
+def test_report_section_reads_without_state(log, tmp_path, monkeypatch):
+    log.ct(3, netns=4026532111)
+    log.text("net_ratelimit: 7 callbacks suppressed")
+    log.ct(2, when=time.time() - 3 * 86400)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    before = set(tmp_path.rglob("*"))
+    out = ccl.report_section(Roots(), 86400, source="file", logfiles=[str(log.path)])
+    json.dumps(out)
+    assert out["source"] == "file"
+    assert out["table_full"] == 3 and out["suppressed_estimate"] == 7
+    assert out["namespaces"] == {"4026532111": 3}
+    assert set(tmp_path.rglob("*")) == before
+    with pytest.raises(ProbeError):
+        ccl.report_section(Roots(), 60, source="file", logfiles=[str(tmp_path / "none")])
+
+
+def test_main_module_runs_as_a_script():
+    done = subprocess.run([sys.executable, "-c", "from conntrack_checks.check_conntrack_log "
+                           "import main; main(['--help'])"], capture_output=True, text=True)
+    assert done.returncode == 3 and "--window" in done.stdout
+
+
+def test_auto_picks_one_source(monkeypatch, tmp_path):
+    from argparse import Namespace
+    args = Namespace(source="auto", logfile=None)
+    syslog, kern = tmp_path / "syslog", tmp_path / "kern.log"
+    syslog.write_text("")
+    monkeypatch.setattr(ccl, "AUTO_FILES", (str(kern), str(tmp_path / "messages"), str(syslog)))
+    assert ccl.choose_source(args) == ("file", [str(syslog)])
+    kern.write_text("")
+    assert ccl.choose_source(args) == ("file", [str(kern)])  # never two views
+    kern.unlink()
+    syslog.unlink()
+    monkeypatch.setattr(ccl, "JOURNAL_DIRS", (str(tmp_path / "journal"),))
+    assert ccl.choose_source(args) == ("kmsg", [])
+    (tmp_path / "journal" / "mid").mkdir(parents=True)
+    (tmp_path / "journal" / "mid" / "system.journal").write_text("")
+    assert ccl.choose_source(args) == ("journal", [])
+    with pytest.raises(ProbeError, match="--logfile"):
+        ccl.choose_source(Namespace(source="file", logfile=None))
+
+
+def test_journald_missed_messages_are_a_gap():
+    from conntrack_checks import journal
+    seen = journal.JournalRead()
+    journal._driver(b"Missed 42 kernel messages", seen)
+    journal._driver(b"Journal started", seen)
+    assert seen.lost == 42 and seen.gaps == ["journald: Missed 42 kernel messages"]
+
+
+@pytest.mark.parametrize("text, seconds", [("900", 900), ("15m", 900), ("2h", 7200),
+                                           ("1d", 86400), ("30s", 30)])
+def test_durations(text, seconds):
+    assert ccl.duration(text) == seconds
+
+
+@pytest.mark.parametrize("argv", [["--window", "0"], ["--window", "5x"], ["--max-bytes", "1T"],
+                                  ["-w", "abc"], ["--source", "dmesg"]])
+def test_bad_options_are_unknown(run_main, argv):
+    code, out = run_main(ccl.main, *argv)
+    assert code == 3 and out.startswith("CONNTRACK LOG UNKNOWN - ") and out.count("\n") == 1
+
+
+def test_timeout_stops_a_blocked_read(tmp_path, run_plugin):
+    fifo = tmp_path / "kern.log"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    code, out, _ = run_plugin("check_conntrack_log", "--logfile", str(fifo), "-t", "2",
+                              "--state-dir", str(tmp_path / "st"))
+    assert code == 3 and "UNKNOWN" in out and time.monotonic() - start < 10
