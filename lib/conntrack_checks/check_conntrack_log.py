@@ -45,7 +45,6 @@ KEEP = 86400.0
 ATTRIBUTE = 300.0
 MAX_SECONDS = 20000  # per-second event records kept
 MAX_LINES = 20
-START = time.monotonic()
 
 _DURATION = r"(\d+)([smhd]?)\Z"
 _SIZE = r"(\d+)([kmgKMG]?)(?:i?[bB])?\Z"
@@ -393,6 +392,7 @@ class KernelLog(nagiosplugin.Resource):
         self.files: list[str] = []
         self.state_note: str | None = None
         self.save_error: str | None = None
+        self.started = time.monotonic()
 
     def probe(self):
         args = self.args
@@ -404,7 +404,8 @@ class KernelLog(nagiosplugin.Resource):
         if self.source == "kmsg" and args.kmsg != "/dev/kmsg":
             parts.append(args.kmsg)
         lock_timeout = max(1.0, min(5.0, args.timeout / 3))
-        deadline = START + max(1.0, args.timeout - lock_timeout - 1.5)
+        # The plugin's alarm starts with the check, just after this resource was made.
+        deadline = self.started + max(1.0, args.timeout - lock_timeout - 1.5)
         with state.StateFile(PLUGIN, parts, args.state_file, args.state_dir,
                              lock_timeout=lock_timeout) as st:
             data, note = st.load()
