@@ -181,6 +181,8 @@ def test_advice_to_raise_the_limit_when_half_full(host, run_main):
 
 
 @pytest.mark.parametrize("argv, words", [
+    (["--proc-root", "/nonexistent"], "argument --proc-root: '/nonexistent' is not a directory"),
+    (["--sys-root", "/etc/hostname"], "argument --sys-root: '/etc/hostname' is not a directory"),
     (["-w", "1e3"], "argument -w/--warning: '1e3' is not a Nagios range"),
     (["-c", ""], "argument -c/--critical: '' is not a Nagios range"),
     (["-c", "20:10"], "argument -c/--critical: '20:10': start 20 must not be greater than end 10"),
@@ -213,6 +215,8 @@ def test_help_and_version_exit_unknown(run_main, main):
 
 def test_netns_name_that_does_not_exist(run_main, fs):
     fs.create_dir("/run/netns")
+    fs.create_dir("/proc")
+    fs.create_dir("/sys")
     code, out = run_main(check_conntrack.main, "--netns", "nope")
     assert (code, out) == (3, "CONNTRACK UNKNOWN - no network namespace named 'nope' "
                               "(`ip netns list` shows the names)\n")

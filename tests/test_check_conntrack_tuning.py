@@ -562,6 +562,7 @@ def test_glob_keys_are_named_not_evaluated(fs, run_main):
 
 def test_config_root_without_etc_is_one_line_unknown(fs, run_main):
     args = write_host("/t", kernel_tree(), {})
+    fs.create_dir("/t/nothing")
     code, out = run_main(main, *args[:-1], "/t/nothing")
     assert (code, out) == (3, "CONNTRACK TUNING UNKNOWN - no etc directory under --config-root "
                               "/t/nothing: point it at the host's root directory\n")

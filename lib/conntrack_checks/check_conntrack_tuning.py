@@ -699,7 +699,7 @@ timeout_limit = plugin.named_range(
 
 def parser():
     p = plugin.base_parser("check_conntrack_tuning", __doc__, NAME)
-    p.add_argument("--config-root", default="/", metavar="DIR",
+    p.add_argument("--config-root", default="/", metavar="DIR", type=plugin.directory,
                    help="read /etc, /run, /usr and /lib under DIR (default /)")
     p.add_argument("--ignore", action="append", default=[], metavar="ID",
                    help="silence the finding ID (repeatable; shell patterns such as "

@@ -8,6 +8,7 @@ or booleans, contexts for fixed states, and the options every plugin shares.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -91,6 +92,13 @@ def named_range(valid, names: str, normalize=str.lower, allow_none: bool = False
         return name, nagios_range(spec)
 
     return parse
+
+
+def directory(text: str) -> str:
+    """argparse type: an existing directory (a mistyped root must not read the wrong host)."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -251,9 +259,9 @@ def base_parser(prog: str, description: str, status_name: str) -> ArgumentParser
                              "-vv and -vvv add debug detail")
     parser.add_argument("-t", "--timeout", type=positive_int, default=10, metavar="SECONDS",
                         help="give up with UNKNOWN after this many seconds (default 10)")
-    parser.add_argument("--proc-root", default="/proc", metavar="DIR",
+    parser.add_argument("--proc-root", default="/proc", metavar="DIR", type=directory,
                         help="where the host's procfs is mounted (default /proc)")
-    parser.add_argument("--sys-root", default="/sys", metavar="DIR",
+    parser.add_argument("--sys-root", default="/sys", metavar="DIR", type=directory,
                         help="where the host's sysfs is mounted (default /sys)")
     parser.add_argument("--missing", choices=sorted(STATES), default="ok",
                         help="state when nf_conntrack is not loaded (default ok)")

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from . import __version__, kernel, netns, usage
+from . import __version__, kernel, netns, plugin, usage
 from .errors import ModuleMissing, ProbeError
 
 STATUS_EXIT = {"ok": 0, "warning": 1, "critical": 2}
@@ -426,11 +426,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON for tools instead of text")
     p.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
                    help="colour: auto (on a terminal unless NO_COLOR is set), always, never")
-    p.add_argument("--proc-root", default="/proc", metavar="DIR",
+    p.add_argument("--proc-root", default="/proc", metavar="DIR", type=plugin.directory,
                    help="where the host's procfs is mounted (default /proc)")
-    p.add_argument("--sys-root", default="/sys", metavar="DIR",
+    p.add_argument("--sys-root", default="/sys", metavar="DIR", type=plugin.directory,
                    help="where the host's sysfs is mounted (default /sys)")
-    p.add_argument("--config-root", default="/", metavar="DIR",
+    p.add_argument("--config-root", default="/", metavar="DIR", type=plugin.directory,
                    help="read /etc, /run, /usr and /lib under DIR (default /)")
     return p
 
