@@ -30,7 +30,7 @@ import nagiosplugin
 from nagiosplugin.state import Ok, Unknown
 
 from . import ctstats, deltas, netns, plugin, state
-from .errors import ModuleMissing, ProbeError
+from .errors import ModuleMissing
 from .kernel import Roots
 
 NAME = "CONNTRACK STATS"
@@ -156,24 +156,13 @@ class ConntrackStats(nagiosplugin.Resource):
         return parts
 
     def read(self, namespaces: list[netns.Namespace]) -> None:
-        with netns.Entering() as entering:
-            for ns in namespaces:
-                where = "in this namespace" if ns.path is None else f"in {ns.describe()}"
-                try:
-                    with entering.inside(ns):
-                        snapshot = ctstats.read(self.roots, self.args.source, where)
-                        inode = ns.inode if ns.inode is not None else self.own_inode()
-                except ModuleMissing:
-                    raise
-                except ProbeError as exc:
-                    if not self.all_netns:
-                        raise
-                    self.unreadable.append((ns, str(exc)))
-                    continue
-                self.rows.append(Row(ns, snapshot, inode))
-        if not self.rows:
-            reasons = "; ".join(f"{ns.name}: {why}" for ns, why in self.unreadable[:2])
-            raise ProbeError(f"no namespace could be read ({reasons})")
+        def snapshot(ns):
+            where = "in this namespace" if ns.path is None else f"in {ns.describe()}"
+            inode = ns.inode if ns.inode is not None else self.own_inode()
+            return ctstats.read(self.roots, self.args.source, where), inode
+
+        done, self.unreadable = netns.read_each(namespaces, snapshot, self.all_netns)
+        self.rows = [Row(ns, snap, inode) for ns, (snap, inode) in done]
 
     def own_inode(self) -> int | None:
         try:

@@ -13,7 +13,7 @@ import os
 import re
 from contextlib import contextmanager
 
-from .errors import ProbeError
+from .errors import ModuleMissing, ProbeError
 
 CLONE_NEWNET = 0x40000000
 # Where `ip netns add` bind-mounts the namespaces it names.
@@ -203,6 +203,33 @@ class Entering:
             yield
         finally:
             self._setns(self._home, CLONE_NEWNET)
+
+
+def read_each(namespaces: list[Namespace], read, all_netns: bool):
+    """``read(ns)`` inside each namespace: ([(ns, value)], [(ns, why not)]).
+
+    With ``all_netns`` a namespace that cannot be read is listed, not fatal
+    (a process may end meanwhile); when none can be read, or for a single
+    namespace, the ProbeError stands. A missing module always does.
+    """
+    done, unreadable = [], []
+    with Entering() as entering:
+        for ns in namespaces:
+            try:
+                with entering.inside(ns):
+                    value = read(ns)
+            except ModuleMissing:
+                raise
+            except ProbeError as exc:
+                if not all_netns:
+                    raise
+                unreadable.append((ns, str(exc)))
+                continue
+            done.append((ns, value))
+    if not done:
+        reasons = "; ".join(f"{ns.name}: {why}" for ns, why in unreadable[:2])
+        raise ProbeError(f"no namespace could be read ({reasons})")
+    return done, unreadable
 
 
 def selected(args, proc_root: str) -> tuple[list[Namespace], bool]:

@@ -51,20 +51,9 @@ class TableResource(nagiosplugin.Resource):
             raise
         if self.want_buckets:
             self.buckets, self.sources["buckets"] = kernel.read_buckets(self.roots)
-        with netns.Entering() as entering:
-            for ns in namespaces:
-                try:
-                    with entering.inside(ns):
-                        count, source = kernel.read_count(self.roots)
-                except ProbeError as exc:
-                    if not self.all_netns:
-                        raise
-                    self.unreadable.append((ns, str(exc)))
-                    continue
-                self.counts.append(NamespaceCount(ns, count, source))
-        if not self.counts:
-            reasons = "; ".join(f"{ns.name}: {why}" for ns, why in self.unreadable[:2])
-            raise ProbeError(f"no namespace could be read ({reasons})")
+        done, self.unreadable = netns.read_each(
+            namespaces, lambda ns: kernel.read_count(self.roots), self.all_netns)
+        self.counts = [NamespaceCount(ns, count, source) for ns, (count, source) in done]
         self._explain_sources()
 
     def _explain_sources(self) -> None:
