@@ -44,11 +44,7 @@ def dump_namespaces(roots, namespaces, all_netns, source="auto", keys=("dst",)):
     Stops after the namespace in which the timeout struck (its tally says
     ``interrupted``).
     """
-    try:
-        limit, _ = kernel.read_max(roots)
-    except ProbeError:
-        kernel.read_count(roots)  # ModuleMissing when not loaded
-        raise
+    limit, _ = kernel.read_max(roots)
     tables, unreadable = [], []
     with netns.Entering() as entering:
         for ns in namespaces:

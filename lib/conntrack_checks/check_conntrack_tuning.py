@@ -124,11 +124,7 @@ class Analysis:
     # reading ---------------------------------------------------------------
     def read(self) -> None:
         roots = self.roots
-        try:
-            self.max, max_src = kernel.read_max(roots)
-        except ProbeError:
-            kernel.read_count(roots)  # ModuleMissing when not loaded
-            raise
+        self.max, max_src = kernel.read_max(roots)
         self.buckets, buckets_src = kernel.read_buckets(roots)
         self.details += [f"max from {max_src}", f"buckets from {buckets_src}"]
         self.ip_era = max_src.endswith(("ip_conntrack_max",))
@@ -161,27 +157,17 @@ class Analysis:
         self.timeouts = self._read_timeouts()
 
     def _read_timeouts(self) -> list[tuple[netns.Namespace, dict]]:
-        found = []
-        with netns.Entering() as entering:
-            for ns in self.namespaces:
-                values = {}
-                try:
-                    with entering.inside(ns):
-                        prefix = self.timeout_prefix()
-                        for name in TIMEOUTS:
-                            got = kernel.read_first([f"{prefix}{name}"])
-                            if got is not None:
-                                values[name] = got[0]
-                except ProbeError as exc:
-                    if not self.all_netns:
-                        raise
-                    self.unreadable.append((ns, str(exc)))
-                    self.details.append(f"netns {ns.name} not read: {exc}")
-                    continue
-                found.append((ns, values))
-        if not found:
-            reasons = "; ".join(f"{ns.name}: {why}" for ns, why in self.unreadable[:2])
-            raise ProbeError(f"no namespace could be read ({reasons})")
+        def timeouts(ns) -> dict:
+            prefix = self.timeout_prefix()
+            values = {}
+            for name in TIMEOUTS:
+                got = kernel.read_first([f"{prefix}{name}"])
+                if got is not None:
+                    values[name] = got[0]
+            return values
+
+        found, self.unreadable = netns.read_each(self.namespaces, timeouts, self.all_netns)
+        self.details += [f"netns {ns.name} not read: {why}" for ns, why in self.unreadable]
         return found
 
     def timeout_prefix(self) -> str:

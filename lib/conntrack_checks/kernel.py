@@ -154,12 +154,17 @@ def read_count(roots: Roots) -> tuple[int, str]:
 
 
 def read_max(roots: Roots) -> tuple[int, str]:
-    found = read_first([roots.proc_path(p) for p in MAX_FILES])
-    if found is None:
-        raise ProbeError(
-            f"no conntrack max in {roots.proc_path(MAX_FILES[0])} or its older "
-            "names: check --proc-root"
-        )
+    """The global max; ModuleMissing when it cannot be read because nf_conntrack is not loaded."""
+    try:
+        found = read_first([roots.proc_path(p) for p in MAX_FILES])
+        if found is None:
+            raise ProbeError(
+                f"no conntrack max in {roots.proc_path(MAX_FILES[0])} or its older "
+                "names: check --proc-root"
+            )
+    except ProbeError:
+        read_count(roots)  # raises ModuleMissing when the module is not loaded
+        raise
     return found
 
 

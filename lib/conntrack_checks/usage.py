@@ -8,7 +8,7 @@ from __future__ import annotations
 import nagiosplugin
 
 from . import kernel, netns
-from .errors import ModuleMissing, ProbeError
+from .errors import ModuleMissing
 
 
 class NamespaceCount:
@@ -44,11 +44,7 @@ class TableResource(nagiosplugin.Resource):
 
     def read(self) -> None:
         namespaces, self.all_netns = netns.selected(self.args, self.roots.proc)
-        try:
-            self.max, self.sources["max"] = kernel.read_max(self.roots)
-        except ProbeError:
-            kernel.read_count(self.roots)  # ModuleMissing when not loaded
-            raise
+        self.max, self.sources["max"] = kernel.read_max(self.roots)
         if self.want_buckets:
             self.buckets, self.sources["buckets"] = kernel.read_buckets(self.roots)
         done, self.unreadable = netns.read_each(
