@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -84,6 +86,116 @@ def test_traditional_times_are_local_and_never_in_next_year():
     assert logmsg.syslog_time("Jan  1 00:10:00 h kernel: x", now) == \
         time.mktime((2027, 1, 1, 0, 10, 0, 0, 0, -1))
     assert logmsg.syslog_time("no time here", now) is None
+
+
+# The parsers are written with bytes and str methods (compiling regexes cost more
+# than reading a megabyte in a fresh process); these regexes are the specification
+# they are checked against, on the variants above and on thousands of mutations.
+SPEC_TABLE_FULL = re.compile(rb"(?:ip|nf)_conntrack: (?:nf_conntrack: )?table (?:or zone )?full"
+                             rb"(?: in netns (\d+))?, dropping packet")
+SPEC_EXPECT_FULL = re.compile(rb"(?:ip|nf)_conntrack: (?:nf_conntrack: )?expectation table full")
+SPEC_SUPPRESSED = re.compile(rb"(?:net_ratelimit|__ratelimit): (\d+) callbacks suppressed"
+                             rb"|printk: (\d+) messages suppressed")
+SPEC_RFC3164 = re.compile(r"(?:<\d+>)?([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)")
+SPEC_RFC3339 = re.compile(r"(?:<\d+>1? ?)?(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)"
+                          r"(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def spec_classify(line: bytes):
+    match = SPEC_TABLE_FULL.search(line)
+    if match:
+        return ("table_full", int(match.group(1)) if match.group(1) else None, 1)
+    match = SPEC_SUPPRESSED.search(line)
+    if match:
+        return ("suppressed", None, int(match.group(1) or match.group(2)))
+    if SPEC_EXPECT_FULL.search(line):
+        return ("expectation_full", None, 1)
+    return None
+
+
+def spec_syslog_time(line: str, now: float):
+    match = SPEC_RFC3339.match(line) if line[:1].isdigit() or line[:1] == "<" else None
+    if match:
+        y, mo, d, h, mi, s = (int(g) for g in match.groups()[:6])
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
+            return None
+        frac, zone = float(match.group(7) or 0), match.group(8)
+        if zone is None:
+            return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
+        stamp = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) + frac
+        if zone != "Z":
+            sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            stamp -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+        return stamp
+    match = SPEC_RFC3164.match(line) if not line[:1].isdigit() else None
+    if match and match.group(1) in MONTHS:
+        mo = MONTHS.index(match.group(1)) + 1
+        d, h, mi, s = (int(g) for g in match.groups()[1:])
+        if not (1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
+            return None
+        year = time.localtime(now).tm_year
+        stamp = time.mktime((year, mo, d, h, mi, s, 0, 0, -1))
+        if stamp > now + 86400:
+            stamp = time.mktime((year - 1, mo, d, h, mi, s, 0, 0, -1))
+        return stamp
+    return None
+
+
+def mutations(text: str, alphabet: str, count: int, seed: int):
+    """``text`` and ``count`` variants of it with characters deleted, replaced or inserted."""
+    rnd = random.Random(seed)
+    yield text
+    for _ in range(count):
+        chars = list(text)
+        for _ in range(rnd.randint(1, 3)):
+            at = rnd.randrange(len(chars) + 1)
+            what = rnd.random()
+            if what < 0.4 and at < len(chars):
+                del chars[at]
+            elif what < 0.7 and at < len(chars):
+                chars[at] = rnd.choice(alphabet)
+            else:
+                chars.insert(at, rnd.choice(alphabet))
+        yield "".join(chars)
+
+
+def test_classify_agrees_with_the_specification_on_mutations():
+    lines = [line for line, *_ in VARIANTS] + [
+        "kernel: [5.1] nf_conntrack: nf_conntrack: table or zone full in netns 12, dropping packet",
+        "kernel: ip_conntrack: ip_conntrack: expectation table full",
+        "kernel: nf_conntrack: net_ratelimit: 17 callbacks suppressed",
+        "printk: 12 messages suppressed. __ratelimit: 3 callbacks suppressed",
+    ]
+    checked = 0
+    for index, line in enumerate(lines):
+        for variant in mutations(line, "nf_ipconntrack: ,0123456789.x", 400, index):
+            raw = variant.encode()
+            found = logmsg.classify(raw)
+            got = found and (found.kind, found.netns, found.count)
+            assert got == spec_classify(raw), variant
+            checked += 1
+    assert checked > 8000
+
+
+def test_syslog_time_agrees_with_the_specification_on_mutations():
+    now = time.time()
+    stamps = ["2026-11-23T15:08:00.5+01:00 h kernel: x", "2026-11-23 14:08:00Z h",
+              "2026-11-23T09:08:00.000000-0500 h", "<4>1 2026-11-23T14:08:00.25+00:00 h",
+              "<13>2026-11-23T14:08:00 h", "<4> 2026-11-23T14:08:00+02:30 h",
+              "Nov 23 14:08:00 h kernel: x", "Jan  1 00:10:00 h", "<13>Dec 31 23:59:59 h",
+              "Mar 14 03:12:18 fw kernel: [1.0] nf_conntrack: x"]
+    checked = 0
+    for index, stamp in enumerate(stamps):
+        for variant in mutations(stamp, "0123456789 :-+.TZ<>1Nov", 400, index):
+            expected = spec_syslog_time(variant, now)
+            got = logmsg.syslog_time(variant, now)
+            assert (got is None) == (expected is None), variant
+            if got is not None:
+                assert got == pytest.approx(expected, abs=1e-6), variant
+            checked += 1
+    assert checked > 4000
 
 
 # --- a log written like rsyslog writes it -----------------------------------------
@@ -404,6 +516,18 @@ def test_lines_longer_than_the_chunk(check, log, monkeypatch):
     assert check()[:2] == (1, 3)
 
 
+def test_a_line_longer_than_max_line_keeps_only_its_end(check, log, monkeypatch):
+    monkeypatch.setattr(logfile, "CHUNK", 1024)
+    monkeypatch.setattr(logfile, "MAX_LINE", 8192)
+    check()
+    log.text("y" * 50000 + " nf_conntrack: table full, dropping packet")  # its end is kept
+    log.noise(2)
+    log.ct(3)
+    code, count, out = check("-v")
+    assert (code, count) == (1, 4)
+    assert " lines=6;" in out
+
+
 def test_symlinked_log(check, log, tmp_path, run_main):
     link = tmp_path / "link.log"
     link.symlink_to(log.path)
@@ -500,6 +624,26 @@ def test_suppressed_without_a_recent_conntrack_line_is_not_attributed(check, log
     log.ct(1)
     log.text("__ratelimit: 8 callbacks suppressed")
     assert "suppressed=8" in check()[2]
+
+
+def test_suppressed_lines_are_searched_after_a_new_table_full_line(check, log, monkeypatch):
+    """Blocks that start too late are skipped until a table-full line comes."""
+    monkeypatch.setattr(logfile, "CHUNK", 4096)  # reads are 4 KiB at least
+    check()
+    log.ct(1, when=time.time() - 7200)
+    log.noise(100)
+    log.text("net_ratelimit: 50 callbacks suppressed")  # 2 h after the last one: not ours
+    log.noise(100)
+    log.ct(1)
+    log.noise(100)
+    log.text("net_ratelimit: 60 callbacks suppressed")  # blocks later, seconds after: ours
+    searched = []
+    monkeypatch.setattr(logmsg, "scan", lambda buf, size=None, keys=logmsg.ALL_KEYS,
+                        scan=logmsg.scan: searched.append(keys) or scan(buf, size, keys))
+    _code, count, out = check("-v")
+    assert count == 1 and "suppressed=60;" in out and "lines=304;" in out
+    assert "without a table-full line" not in out  # the 50 was in a block never searched
+    assert 1 <= searched.count(logmsg.ALL_KEYS) < len(searched) - 1
 
 
 def test_expectation_table_full_is_its_own_finding(check, log):

@@ -45,6 +45,12 @@ def test_instance_names_are_readable_and_unique():
     assert len(state.instance_name("check_x", ["y" * 300])) < 100
 
 
+@pytest.mark.parametrize("part", ["/srv/a b", "a-/b", "--x//y--", "netns web_1.x", "ns é/ü",
+                                  "/proc/4242/ns/net", "", "///", "a\tb\nc"])
+def test_file_words_replace_runs_like_the_regex(part):
+    assert state._file_word(part) == re.sub(r"[^\w.-]+", "-", part).strip("-")
+
+
 @pytest.mark.parametrize("content, note", [
     (b"{not json", "was corrupt"),
     (b"\xff\xfe", "was corrupt"),

@@ -147,6 +147,7 @@ class Events:
         self.run_dir = run_dir
         self.since = since  # first run with --lookback: older findings are skipped
         self._names: dict[int, str] | None = None
+        self._too_late_after: float | None = None  # last_ct for which blocks start too late
         for key in ("events", "expect", "supp", "gaps", "lines"):
             data.setdefault(key, [])
         data.setdefault("names", {})
@@ -181,12 +182,17 @@ class Events:
 
         Most blocks start long after the last table-full line: their
         suppressed lines cannot be conntrack's, and are not searched for.
+        Blocks come in log order, so once one starts too late, so do the
+        next ones until another table-full line is found.
         """
         last_ct = self.data.get("last_ct")
-        if last_ct is None:
+        if last_ct is None or last_ct == self._too_late_after:
             return False
         when = logmsg.syslog_time(bytes(buffer[:64]).decode("ascii", "replace"), self.now)
-        return when is None or when <= last_ct + ATTRIBUTE + 60
+        if when is not None and when > last_ct + ATTRIBUTE + 60:
+            self._too_late_after = last_ct
+            return False
+        return True
 
     def message(self, when: float, text: bytes) -> None:
         """One kernel message with its time (kmsg, journal)."""
@@ -547,7 +553,14 @@ class KernelLog(nagiosplugin.Resource):
 
 
 def parser():
-    p = plugin.base_parser(PLUGIN, __doc__, NAME)
+    p = plugin.base_parser(PLUGIN, __doc__, NAME, kernel=False)
+    ns = p.add_mutually_exclusive_group()
+    ns.add_argument("--netns", metavar="NAME",
+                    help="count only the messages of the namespace `ip netns` calls NAME "
+                         "(or of inode NAME, or of the host)")
+    ns.add_argument("--netns-path", metavar="PATH",
+                    help="count only the messages of the namespace of a file such as "
+                         "/proc/PID/ns/net")
     state.add_state_options(p)
     p.add_argument("--source", choices=("auto", "file", "journal", "kmsg"), default="auto",
                    help="where to read the kernel's messages: auto (default) takes the first "

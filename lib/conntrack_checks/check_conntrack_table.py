@@ -138,7 +138,7 @@ class TableDump(nagiosplugin.Resource):
 
     def __init__(self, args):
         self.args = args
-        self.roots = plugin.roots(args)
+        self.roots = kernel.Roots(args.proc_root, args.sys_root)
         self.tables: list[NamespaceTable] = []
         self.unreadable = []
         self.all_netns = False

@@ -76,8 +76,9 @@ def read_text(path: str, limit: int | None = 4096) -> str:
     """The file's text (all of it with limit=None); OSError other than 'missing'
     becomes a ProbeError."""
     try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read(limit)
+        # Bytes decoded here: a text-mode file would look up (import) the codec.
+        with open(path, "rb") as handle:
+            return handle.read(-1 if limit is None else limit).decode("ascii", "replace")
     except PermissionError:
         raise ProbeError(
             f"cannot read {path}: permission denied; run the plugin as root "

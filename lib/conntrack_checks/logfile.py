@@ -18,16 +18,20 @@ saved where it stopped, wherever that is.
 
 from __future__ import annotations
 
-import binascii
 import os
 import re
 import time
+import zlib
 
-CHUNK = 1 << 18  # fits the CPU cache: the three passes over it stay fast
+# Small enough to stay in the CPU cache for the passes over it, and for a
+# fresh process to reuse the same memory chunk after chunk (larger buffers
+# cost more in first-touch page faults than the reading itself).
+CHUNK = 1 << 16
 FINGERPRINT = 256
 GRACE = 300.0
-# A line longer than this is no kernel line; only its end is kept.
-MAX_LINE = 1 << 20
+# A line longer than this is no kernel line (printk: 1 KiB, rsyslog: 8 KiB);
+# only its end is kept.
+MAX_LINE = 1 << 16
 ARCHIVE = (r"(?:\.(\d{1,3})|[.-](\d{8,14}|\d{4}-\d\d-\d\d(?:-\d+)?))"
                      r"(?:\.(gz|bz2|xz))?\Z")
 
@@ -57,7 +61,7 @@ class Tally:
 
 
 def _crc(data: bytes) -> str:
-    return format(binascii.crc32(data), "08x")
+    return format(zlib.crc32(data), "08x")
 
 
 def _open(path: str):

@@ -2,7 +2,7 @@
 
 ``scan(buffer)`` finds the interesting lines of a block of complete lines
 without looking at every line: ``bytes.find`` jumps to each ``conntrack``
-and ``suppressed`` and only those lines are matched with the regexes.
+and ``suppressed``, and ``classify`` reads only those lines.
 
 Wordings (see kernel-conntrack.md, section 3):
 
@@ -20,7 +20,6 @@ Wordings (see kernel-conntrack.md, section 3):
 
 from __future__ import annotations
 
-import re
 import time
 
 TABLE_FULL = "table_full"
@@ -34,15 +33,21 @@ TABLE_FULL_PATTERN = (r"(ip|nf)_conntrack: (nf_conntrack: )?table (or zone )?ful
 GREP_PATTERN = (TABLE_FULL_PATTERN + "|conntrack: (nf_conntrack: )?expectation table full"
                 "|(net_ratelimit|__ratelimit): [0-9]+ callbacks suppressed"
                 "|printk: [0-9]+ messages suppressed")
-_TABLE_FULL = (rb"(?:ip|nf)_conntrack: (?:nf_conntrack: )?table (?:or zone )?full"
-                         rb"(?: in netns (\d+))?, dropping packet")
-_EXPECT_FULL = rb"(?:ip|nf)_conntrack: (?:nf_conntrack: )?expectation table full"
-_SUPPRESSED = (rb"(?:net_ratelimit|__ratelimit): (\d+) callbacks suppressed"
-                         rb"|printk: (\d+) messages suppressed")
 # Needles ending in rarer bytes are found faster ("callbacks"/"messages suppressed").
 CONNTRACK_KEYS = (b"_conntrack:",)
 ALL_KEYS = (b"_conntrack:", b"s suppressed")
-# Patterns compile on first use (re caches them): most runs find nothing.
+# The lines are recognised with bytes methods, not regexes: the plugin runs in
+# a fresh process every minute, and compiling the patterns cost more than
+# the rest of reading a megabyte (tests check these against the regexes).
+_PREFIX = b"_conntrack: "  # after "ip" or "nf"
+_INNER = b"nf_conntrack: "  # doubled prefix, 4.9 - 6.16
+_TABLE_FULL = (b"table full", b"table or zone full")
+_IN_NETNS = b" in netns "
+_DROPPING = b", dropping packet"
+_EXPECT_FULL = b"expectation table full"
+_SUPPRESSED = ((b"net_ratelimit: ", b"callbacks suppressed"),
+               (b"__ratelimit: ", b"callbacks suppressed"),
+               (b"printk: ", b"messages suppressed"))
 
 
 class Finding:
@@ -64,16 +69,56 @@ class Finding:
 
 def classify(line: bytes) -> Finding | None:
     """The finding in one line, or None."""
-    match = re.search(_TABLE_FULL, line)
-    if match:
-        ns = match.group(1)
-        return Finding(TABLE_FULL, _text(line), int(ns) if ns else None)
-    match = re.search(_SUPPRESSED, line)
-    if match:
-        return Finding(SUPPRESSED, _text(line), count=int(match.group(1) or match.group(2)))
-    if re.search(_EXPECT_FULL, line):
-        return Finding(EXPECT_FULL, _text(line))
+    for message in _conntrack_messages(line):
+        full = _table_full(message)
+        if full:
+            return Finding(TABLE_FULL, _text(line), full[0])
+    count = _suppressed(line)
+    if count is not None:
+        return Finding(SUPPRESSED, _text(line), count=count)
+    for message in _conntrack_messages(line):
+        if message.startswith(_EXPECT_FULL):
+            return Finding(EXPECT_FULL, _text(line))
     return None
+
+
+def _conntrack_messages(line: bytes):
+    """What follows each "ip_conntrack: " or "nf_conntrack: " (and a doubled prefix)."""
+    at = line.find(_PREFIX, 2)
+    while at >= 0:
+        if line[at - 2:at] in (b"nf", b"ip"):
+            message = line[at + len(_PREFIX):]
+            yield message[len(_INNER):] if message.startswith(_INNER) else message
+        at = line.find(_PREFIX, at + 1)
+
+
+def _table_full(message: bytes) -> tuple[int | None] | None:
+    """(N,) for "table [or zone ]full[ in netns N], dropping packet" ((None,) without N)."""
+    for words in _TABLE_FULL:
+        if message.startswith(words):
+            rest = message[len(words):]
+            netns = None
+            if rest.startswith(_IN_NETNS):
+                digits, comma, rest = rest[len(_IN_NETNS):].partition(b",")
+                if not digits.isdigit():
+                    return None
+                netns, rest = int(digits), comma + rest
+            return (netns,) if rest.startswith(_DROPPING) else None
+    return None
+
+
+def _suppressed(line: bytes) -> int | None:
+    """N of the first "net_ratelimit: N callbacks suppressed" (or older spelling), else None."""
+    first = None
+    for prefix, words in _SUPPRESSED:
+        at = line.find(prefix)
+        while at >= 0 and (first is None or at < first[0]):
+            digits, _, rest = line[at + len(prefix):].partition(b" ")
+            if digits.isdigit() and rest.startswith(words):
+                first = (at, int(digits))
+                break
+            at = line.find(prefix, at + 1)
+    return None if first is None else first[1]
 
 
 def scan(buffer, size: int | None = None, keys=ALL_KEYS) -> list[tuple[int, bytes]]:
@@ -104,11 +149,6 @@ def _text(line: bytes) -> str:
 
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-_RFC3164 = (r"(?:<\d+>)?([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)")
-_RFC3339 = (r"(?:<\d+>1? ?)?(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?"
-                      r"(Z|[+-]\d\d:?\d\d)?")
-
-
 def _days(year: int, month: int, day: int) -> int:
     """Days since 1970-01-01 (proleptic Gregorian; Hinnant's days_from_civil)."""
     year -= month <= 2
@@ -122,34 +162,88 @@ def _days(year: int, month: int, day: int) -> int:
 def syslog_time(line: str, now: float) -> float | None:
     """The epoch time at the start of a syslog line, or None.
 
-    RFC 3339 (rsyslog's default since Debian 12) with its offset; the
-    traditional ``Mmm dd HH:MM:SS`` in local time, in the year that puts it
-    no more than a day after ``now``.
+    RFC 3339 (rsyslog's default since Debian 12, also after an RFC 5424
+    ``<PRI>1 ``) with its offset; the traditional ``Mmm dd HH:MM:SS`` in
+    local time, in the year that puts it no more than a day after ``now``.
     """
-    # Only the pattern that can match is compiled (a fresh process per run).
-    match = re.match(_RFC3339, line) if line[:1].isdigit() or line[:1] == "<" else None
-    if match:
-        y, mo, d, h, mi, s = (int(g) for g in match.groups()[:6])
-        frac = float(match.group(7) or 0)
-        zone = match.group(8)
-        stamp = (_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) + frac
-        if zone is None:
-            return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
-        if zone != "Z":
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            stamp -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-        return stamp
-    match = re.match(_RFC3164, line) if not line[:1].isdigit() else None
-    if match and match.group(1) in _MONTHS:
-        mo = _MONTHS[match.group(1)]
-        d, h, mi, s = (int(g) for g in match.groups()[1:])
-        year = time.localtime(now).tm_year
-        try:
-            stamp = time.mktime((year, mo, d, h, mi, s, 0, 0, -1))
-            if stamp > now + 86400:
-                stamp = time.mktime((year - 1, mo, d, h, mi, s, 0, 0, -1))
-        except (OverflowError, ValueError):
-            return None
-        return stamp
-    return None
+    if line[:1] == "<":  # <PRI>, then RFC 5424's version 1
+        end = line.find(">", 1, 6)
+        if end > 1 and _digits(line[1:end]):
+            text = line[end + 1:]
+            for version in ("1 ", "1", " ", ""):
+                if text.startswith(version):
+                    stamp = _rfc3339(text[len(version):])
+                    if stamp is not None:
+                        return stamp
+            return _rfc3164(text, now)
+    if line[:1].isdigit():
+        return _rfc3339(line)
+    return _rfc3164(line, now)
+
+
+def _digits(text: str) -> bool:
+    return text.isdigit() and text.isascii()
+
+
+def _plausible(month: int, day: int, hour: int, minute: int, second: int) -> bool:
+    """A time of day on some day of a month (60 seconds: a leap second)."""
+    return 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second <= 60
+
+
+def _rfc3339(text: str) -> float | None:
+    """``2026-11-23T15:08:00[.123456][Z|+01:00|+0100]`` (also with a space for the T)."""
+    if len(text) < 19 or text[4] + text[7] + text[13] + text[16] != "--::" \
+            or text[10] not in ("T", " "):
+        return None
+    fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    if not all(_digits(f) for f in fields):
+        return None
+    y, mo, d, h, mi, s = (int(f) for f in fields)
+    if not _plausible(mo, d, h, mi, s):
+        return None
+    rest = text[19:]
+    frac = 0.0
+    if rest[:1] == ".":
+        end = 1
+        while _digits(rest[end:end + 1]):
+            end += 1
+        if end > 1:
+            frac = float(rest[:end])
+            rest = rest[end:]
+    zone = rest[:1]
+    utc = _days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + frac
+    if zone == "Z":
+        return utc
+    digits = rest[1:3] + rest[4:6] if rest[3:4] == ":" else rest[1:5]
+    if zone in ("+", "-") and len(digits) == 4 and _digits(digits):
+        offset = int(digits[:2]) * 3600 + int(digits[2:]) * 60
+        return utc - offset if zone == "+" else utc + offset
+    try:
+        return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
+    except (OverflowError, ValueError):
+        return None
+
+
+def _rfc3164(text: str, now: float) -> float | None:
+    """``Mmm dd HH:MM:SS`` (the day padded with a space) in local time."""
+    month = _MONTHS.get(text[:3])
+    rest = text[3:].lstrip(" ")
+    if month is None or len(rest) == len(text) - 3:
+        return None
+    day, _, clock = rest.partition(" ")
+    fields = (clock[0:2], clock[3:5], clock[6:8])
+    if not (len(day) <= 2 and _digits(day) and clock[2:3] + clock[5:6] == "::"
+            and all(_digits(f) and len(f) == 2 for f in fields)):
+        return None
+    d = int(day)
+    h, mi, s = (int(f) for f in fields)
+    if not _plausible(month, d, h, mi, s):
+        return None
+    year = time.localtime(now).tm_year
+    try:
+        stamp = time.mktime((year, month, d, h, mi, s, 0, 0, -1))
+        if stamp > now + 86400:
+            stamp = time.mktime((year - 1, month, d, h, mi, s, 0, 0, -1))
+    except (OverflowError, ValueError):
+        return None
+    return stamp

@@ -17,15 +17,14 @@ another place.
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import errno
 import fcntl
 import json
 import os
-import re
 import stat
 import time
+import zlib
 
 from .errors import ProbeError
 
@@ -52,11 +51,25 @@ def instance_name(plugin: str, parts: list[str]) -> str:
     ``parts`` are the options that make this instance different from another
     (namespace, roots, sources); a checksum keeps long or odd ones unique.
     """
-    words = [re.sub(r"[^\w.-]+", "-", p).strip("-") for p in parts if p]
+    words = [_file_word(p) for p in parts if p]
     name = "_".join([plugin, *words])
     if len(name) > 100 or any(p != w for p, w in zip(parts, words)):
-        name = name[:80] + "_" + format(binascii.crc32("\0".join(parts).encode()), "08x")
+        name = name[:80] + "_" + format(zlib.crc32("\0".join(parts).encode()), "08x")
     return name + ".json"
+
+
+def _file_word(part: str) -> str:
+    """``part`` with each run of characters other than letters, digits, ``_.-`` as one ``-``."""
+    chars = []
+    replacing = False
+    for char in part:
+        if char.isalnum() or char in "_.-":
+            chars.append(char)
+            replacing = False
+        elif not replacing:
+            chars.append("-")
+            replacing = True
+    return "".join(chars).strip("-")
 
 
 def boot_id(proc_root: str = "/proc") -> str | None:
