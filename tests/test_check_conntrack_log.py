@@ -605,6 +605,38 @@ def test_unreadable_state_dir_is_unknown(check, log, tmp_path):
 # --- suppression and namespaces ---------------------------------------------------
 
 
+def test_a_day_long_incident_keeps_the_state_small(check, log, tmp_path):
+    """One event per second in two namespaces for 24 h: per-minute rows beyond FINE."""
+    check()
+    path = next((tmp_path / "state").glob("*.json"))
+    doc = json.loads(path.read_text())
+    now = int(time.time())
+    day = range(now - 86400 + 1, now + 1)
+    doc["data"]["events"] = [[t, ns, 1] for t in day for ns in (None, 7)]
+    doc["data"]["supp"] = [[t, 100] for t in day[::5]]
+    doc["data"]["last_ct"] = now
+    path.write_text(json.dumps(doc))
+    log.noise(1)
+    code, count, out = check("--window", "1h")
+    data = state_of(tmp_path)
+    assert len(data["events"]) <= 2 * (ccl.FINE + (86400 - ccl.FINE) / 60) + 4
+    assert path.stat().st_size < 120_000
+    # the hour's counts survive (the oldest minute may leave the window early)
+    assert 2 * 3600 - 2 * 60 <= count <= 2 * 3600
+    assert sum(r[2] for r in data["events"]) == 2 * 86400
+    assert sum(r[1] for r in data["supp"]) == 100 * len(day[::5])
+    assert code == 2 and "in host (" in out and "netns [7] (" in out
+
+
+def test_per_minute_merge_keeps_every_count():
+    rows = [[600, None, 1], [601, None, 2], [601, 7, 1], [659, 7, 3], [660, None, 1],
+            [1000, None, 5]]
+    assert ccl.per_minute_before(rows, 1000) == [
+        [600, None, 3], [600, 7, 4], [660, None, 1], [1000, None, 5]]
+    assert ccl.per_minute_before(ccl.per_minute_before(rows, 1000), 1000) == \
+        ccl.per_minute_before(rows, 1000)
+
+
 def test_suppressed_line_in_a_later_run_is_attributed(check, log):
     check()
     log.ct(10)

@@ -43,7 +43,10 @@ SCHEMA = 1
 KEEP = 86400.0
 # A "callbacks suppressed" line is conntrack's if a table-full line came this soon before.
 ATTRIBUTE = 300.0
-MAX_SECONDS = 20000  # per-second event records kept
+# Counts are kept per second for this long, then per minute: the state of a
+# day-long incident stays small enough to load and save in a few milliseconds.
+FINE = 900.0
+MAX_ROWS = 20000  # count records kept per kind
 MAX_LINES = 20
 
 _DURATION = r"(\d+)([smhd]?)\Z"
@@ -235,15 +238,39 @@ class Events:
         self.data["gaps"].append([self.now, text])
 
     def prune(self, keep: float) -> None:
+        """Forget what is older than ``keep``; merge counts older than FINE per minute."""
         oldest = self.now - keep
         for key in ("events", "expect", "supp", "gaps"):
             rows = [row for row in self.data[key] if row[0] >= oldest]
-            self.data[key] = rows[-MAX_SECONDS:]
+            if key != "gaps":
+                rows = per_minute_before(rows, self.now - FINE)
+            self.data[key] = rows[-MAX_ROWS:]
         used = {str(row[1]) for row in self.data["events"]}
         last = self.data.get("last")
         if last:
             used.add(str(last[1]))
         self.data["names"] = {k: v for k, v in self.data["names"].items() if k in used}
+
+
+def per_minute_before(rows: list, fine_since: float) -> list:
+    """Count rows ``[second, *what, count]``, those before ``fine_since`` merged per minute.
+
+    A merged row is dated at the start of its minute, so it leaves a window
+    at most a minute early.
+    """
+    merged: dict = {}
+    recent = []
+    for row in rows:
+        if row[0] >= fine_since:
+            recent.append(row)
+            continue
+        key = (row[0] - row[0] % 60, *row[1:-1])
+        merged[key] = merged.get(key, 0) + row[-1]
+    return sorted(([*key, count] for key, count in merged.items()), key=_time) + recent
+
+
+def _time(row: list) -> float:
+    return row[0]
 
 
 # --- sources ----------------------------------------------------------------------
