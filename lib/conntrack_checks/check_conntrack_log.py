@@ -581,13 +581,10 @@ class KernelLog(nagiosplugin.Resource):
 
 def parser():
     p = plugin.base_parser(PLUGIN, __doc__, NAME, kernel=False)
-    ns = p.add_mutually_exclusive_group()
-    ns.add_argument("--netns", metavar="NAME",
-                    help="count only the messages of the namespace `ip netns` calls NAME "
-                         "(or of inode NAME, or of the host)")
-    ns.add_argument("--netns-path", metavar="PATH",
-                    help="count only the messages of the namespace of a file such as "
-                         "/proc/PID/ns/net")
+    plugin.add_netns_options(p, "count only the messages of the namespace `ip netns` calls "
+                                "NAME (or of inode NAME, or of the host)",
+                             "count only the messages of the namespace of a file such as "
+                             "/proc/PID/ns/net")
     state.add_state_options(p)
     p.add_argument("--source", choices=("auto", "file", "journal", "kmsg"), default="auto",
                    help="where to read the kernel's messages: auto (default) takes the first "

@@ -274,16 +274,21 @@ def base_parser(prog: str, description: str, status_name: str,
                         help="where the host's sysfs is mounted (default /sys)")
     parser.add_argument("--missing", choices=sorted(STATES), default="ok",
                         help="state when nf_conntrack is not loaded (default ok)")
-    ns = parser.add_mutually_exclusive_group()
-    ns.add_argument("--netns", metavar="NAME",
-                    help="check the network namespace `ip netns` calls NAME (root)")
-    ns.add_argument("--netns-path", metavar="PATH",
-                    help="check the namespace of a namespace file such as "
-                         "/proc/PID/ns/net (root)")
-    ns.add_argument("--all-netns", action="store_true",
-                    help="check every network namespace of the host; the worst "
-                         "decides (root)")
+    add_netns_options(parser, "check the network namespace `ip netns` calls NAME (root)",
+                      "check the namespace of a namespace file such as /proc/PID/ns/net "
+                      "(root)",
+                      "check every network namespace of the host; the worst decides (root)")
     return parser
+
+
+def add_netns_options(parser, name_help: str, path_help: str,
+                      all_help: str | None = None) -> None:
+    """--netns NAME, --netns-path PATH (and --all-netns with ``all_help``): one of them."""
+    ns = parser.add_mutually_exclusive_group()
+    ns.add_argument("--netns", metavar="NAME", help=name_help)
+    ns.add_argument("--netns-path", metavar="PATH", help=path_help)
+    if all_help:
+        ns.add_argument("--all-netns", action="store_true", help=all_help)
 
 
 def run(check: nagiosplugin.Check, args) -> None:
