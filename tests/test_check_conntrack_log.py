@@ -850,6 +850,19 @@ def test_auto_picks_one_source(monkeypatch, tmp_path):
         ccl.choose_source(Namespace(source="file", logfile=None))
 
 
+def test_a_hanging_journalctl_is_killed_at_the_timeout(run_main, tmp_path, monkeypatch):
+    from conntrack_checks import journal
+    fake = tmp_path / "journalctl"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(journal, "JOURNALCTL", (str(fake),))
+    started = time.monotonic()
+    code, out = run_main(ccl.main, "--source", "journal", "-t", "1",
+                         "--state-dir", str(tmp_path / "st"))
+    assert time.monotonic() - started < 10
+    assert code == 3 and "Timeout" in out and out.endswith("\n") and out.count("\n") == 1
+
+
 def test_journald_missed_messages_are_a_gap():
     from conntrack_checks import journal
     seen = journal.JournalRead()

@@ -95,6 +95,9 @@ def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = 
                 seen.complete = False
                 proc.kill()
                 break
+    except BaseException:  # the plugin's timeout: a journalctl stuck on a lock must not wait
+        proc.kill()
+        raise
     finally:
         _, err = proc.communicate()
     if seen.complete and proc.returncode:
