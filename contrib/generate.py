@@ -58,7 +58,8 @@ PLUGINS = [
                                      Fixed("_netlink", "--source netlink", root=True))),
     Plugin("check_conntrack_log", (Fixed("", ""), Fixed("_kmsg", "--source kmsg", root=True)),
            root=True),
-    Plugin("check_conntrack_tuning", (Fixed("", ""),)),
+    Plugin("check_conntrack_tuning", (Fixed("", ""),
+                                      Fixed("_all_netns", "--all-netns", root=True))),
     Plugin("check_conntrack_table", (Fixed("", "", root=True),
                                      Fixed("_all_netns", "--all-netns", root=True)), root=True),
 ]
