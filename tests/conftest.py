@@ -44,11 +44,14 @@ def plugin_path(name: str) -> str:
 def run_plugin():
     """Run an installed plugin as NRPE does: returns (exit code, stdout, stderr)."""
 
-    def run(name, *argv, timeout=60, user=None):
+    def run(name, *argv, timeout=60, as_nobody=False):
+        """``as_nobody``: as nobody:nogroup without root's groups, as a monitoring user is."""
+        from unprivileged import become_nobody
+
         cmd = [plugin_path(name), *argv]
-        extra = {"user": user} if user is not None else {}  # user= is Python 3.9+
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, **extra)
+                              stdin=subprocess.DEVNULL,
+                              preexec_fn=become_nobody if as_nobody else None)
         return done.returncode, done.stdout, done.stderr
 
     return run

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,6 +13,7 @@ from conntrack_checks import check_conntrack_table, ctdump
 from conntrack_checks.errors import ProbeError
 from conntrack_checks.kernel import Roots
 from kernel_trees import nf_tree, write_tree
+from unprivileged import as_nobody
 
 PROC_TCP = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=40000 "
             "dport=443 packets=5 bytes=300 src=10.0.0.2 dst=10.0.0.1 sport=443 dport=40000 "
@@ -485,11 +484,7 @@ def test_executable_without_root_says_so_in_one_line():
             pytest.fail("CI=true: running the plugin as nobody needs root")
         pytest.skip("runs the plugin as nobody, which needs root")
     # As nobody with no root group (0440 root:root would let gid 0 read the table).
-    plugin = os.path.join(os.path.dirname(sys.executable), "check_conntrack_table")
-    done = subprocess.run([plugin], capture_output=True,
-                          text=True, timeout=60, user="nobody", group="nogroup",
-                          extra_groups=[], stdin=subprocess.DEVNULL)
-    code, out, err = done.returncode, done.stdout, done.stderr
+    code, out, err = as_nobody("check_conntrack_table", timeout=60)
     assert code == 3, out
     assert err == ""
     assert len(out.splitlines()) == 1

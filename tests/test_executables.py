@@ -95,7 +95,7 @@ def test_missing_library_is_unknown_not_a_traceback(name):
     ("print('OK - fine')", 0, "OK - fine\n", ""),
     ("sys.exit(None)", 0, "", ""),
     ("sys.stdout.write('partial'); sys.exit('no such thing')", 1, "partial", "no such thing\n"),
-])
+], ids=["200k-then-exit-2", "return", "exit-none", "exit-message"])
 def test_execute_flushes_and_exits_with_main_s_code(body, code, out, err):
     """plugin.execute skips the interpreter's teardown: nothing written may be lost."""
     program = ("import sys\nfrom conntrack_checks.plugin import execute\n"

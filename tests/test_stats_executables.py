@@ -86,7 +86,7 @@ def test_unwritable_state_directory_as_the_monitoring_user(run_plugin, shared_di
     state_dir = shared_dir / "st"
     state_dir.mkdir(mode=0o500)
     os.chown(state_dir, 65534, 65534)
-    code, out, err = run_plugin(PLUGIN, *args(proc, sys_root, state_dir), user="nobody")
+    code, out, err = run_plugin(PLUGIN, *args(proc, sys_root, state_dir), as_nobody=True)
     assert (code, err) == (3, "")
     assert re.match(rf"CONNTRACK STATS UNKNOWN - cannot write state {state_dir}/"
                     r"check_conntrack_stats_\S+\.json\.lock: Permission denied; give the "
@@ -100,7 +100,7 @@ def test_netlink_without_cap_net_admin_says_so(run_plugin, shared_dir):
     state_dir.mkdir(mode=0o700)
     os.chown(state_dir, 65534, 65534)
     code, out, _ = run_plugin(PLUGIN, "--source", "netlink", "--state-dir", str(state_dir),
-                              user="nobody")
+                              as_nobody=True)
     assert code == 3
     assert out == ("CONNTRACK STATS UNKNOWN - ctnetlink refused the statistics in this "
                    "namespace: CAP_NET_ADMIN is missing; run as root or through the sudoers "

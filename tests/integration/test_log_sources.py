@@ -24,6 +24,7 @@ import pytest
 from conntrack_checks.check_conntrack_log import report_section
 from conntrack_checks.kernel import Roots
 from lab import Lab, need_root_tools
+from unprivileged import as_nobody
 
 JOURNALD = "/lib/systemd/systemd-journald"
 JOURNAL_RUN = Path("/run/systemd/journal")
@@ -217,13 +218,8 @@ def not_in_group(tmp_path: Path, run_plugin) -> None:
         base.chmod(0o700)
         shutil.chown(base, "nobody")
         for source, words in (("journal", "systemd-journal"), ("kmsg", "CAP_SYSLOG")):
-            # without root's groups (subprocess keeps them unless told)
-            done = subprocess.run([plugin("check_conntrack_log"), "--source", source,
-                                   "--state-dir", str(base / source)], capture_output=True,
-                                  text=True, user="nobody", group="nogroup", extra_groups=[],
-                                  timeout=60)
-            out = done.stdout
-            assert done.returncode == 3 and words in out and out.count("\n") == 1, \
-                (out, done.stderr)
+            code, out, err = as_nobody("check_conntrack_log", "--source", source,
+                                       "--state-dir", str(base / source), timeout=60)
+            assert code == 3 and words in out and out.count("\n") == 1, (out, err)
     finally:
         shutil.rmtree(base)
