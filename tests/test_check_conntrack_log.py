@@ -755,6 +755,23 @@ def test_kmsg_sequence_gaps_epipe_and_continuations(monkeypatch):
                                 b"dropping packet"),
                    (15, 300, b"net_ratelimit: 3 callbacks suppressed")]
     assert (seen.last_seq, seen.lost, seen.records) == (15, 3, 2)
+    assert seen.bytes == len(b"4,11,200,-,caller=T12;nf_conntrack: nf_conntrack: table full in "
+                             b"netns 5, dropping packet\n SUBSYSTEM=net\n"
+                             b"4,15,300,c;net_ratelimit: 3 callbacks suppressed\n")
+
+
+def test_kmsg_baseline_takes_in_nothing_then_counts_new_records(run_main, tmp_path,
+                                                                monkeypatch):
+    argv = ["--source", "kmsg", "--state-dir", str(tmp_path / "st")]
+    ring = [b"6,1,10,-;booting\n", b"6,2,20,-;eth0: link up\n"]
+    scripted_kmsg(monkeypatch, ring)
+    code, out = run_main(ccl.main, *argv)
+    assert code == 0 and "baseline" in out and " bytes=0B;" in out and " lines=0;" in out
+    usec = int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6)
+    new = f"4,3,{usec},-;nf_conntrack: nf_conntrack: table full, dropping packet\n".encode()
+    scripted_kmsg(monkeypatch, [*ring, new])
+    code, out = run_main(ccl.main, *argv)
+    assert code == 1 and f" bytes={len(new)}B;" in out and " lines=1;" in out, out
 
 
 def test_kmsg_new_boot_counts_overwritten_records(monkeypatch):

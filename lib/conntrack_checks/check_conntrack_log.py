@@ -373,7 +373,8 @@ def scan_kmsg(old: dict, events: Events, scan: Scan, args, first: bool,
         def on_record(seq, usec, text):
             events.message(origin + usec / 1e6, text)
     seen = kmsg.read(args.kmsg, after, on_record, deadline)
-    scan.lines, scan.bytes = seen.records, seen.bytes
+    if not scan.baseline:  # a baseline takes nothing in, as with files and the journal
+        scan.lines, scan.bytes = seen.records, seen.bytes
     scan.read.append(f"{args.kmsg} records after {after} to {seen.last_seq}")
     if seen.lost:
         scan.gaps.append(f"{seen.lost} kernel messages were overwritten in the ring buffer "

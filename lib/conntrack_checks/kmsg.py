@@ -78,7 +78,6 @@ def read(path: str, after: int | None, on_record, deadline: float | None = None)
                 raise ProbeError(f"cannot read {path}: {exc.strerror}") from None
             if not record:
                 break
-            seen.bytes += len(record)
             header, _, text = record.partition(b";")
             fields = header.split(b",", 3)
             try:
@@ -91,6 +90,7 @@ def read(path: str, after: int | None, on_record, deadline: float | None = None)
                 seen.lost += seq - last - 1
             last = seq
             seen.records += 1
+            seen.bytes += len(record)  # new records only, like lines: what this run took in
             on_record(seq, usec, text.split(b"\n", 1)[0])
             if deadline is not None and time.monotonic() > deadline:
                 seen.complete = False
