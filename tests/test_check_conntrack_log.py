@@ -728,9 +728,13 @@ def test_eight_parallel_runs_count_each_event_once(log, tmp_path, run_plugin):
 
 
 def scripted_kmsg(monkeypatch, records):
+    """/dev/kmsg (fd -1) returns ``records`` one per read; every other fd is real."""
     queue = list(records)
+    real_read, real_close = os.read, os.close
 
     def fake_read(fd, size):
+        if fd != -1:
+            return real_read(fd, size)
         item = queue.pop(0) if queue else BlockingIOError()
         if isinstance(item, Exception):
             raise item
@@ -738,7 +742,7 @@ def scripted_kmsg(monkeypatch, records):
 
     monkeypatch.setattr(kmsg, "open_kmsg", lambda path: -1)
     monkeypatch.setattr(kmsg.os, "read", fake_read)
-    monkeypatch.setattr(kmsg.os, "close", lambda fd: None)
+    monkeypatch.setattr(kmsg.os, "close", lambda fd: None if fd == -1 else real_close(fd))
 
 
 def test_kmsg_sequence_gaps_epipe_and_continuations(monkeypatch):
