@@ -50,8 +50,8 @@ RATE_UNIT = {"second": "/s", "minute": "/min", "check": "/check"}
 
 
 threshold = plugin.named_range(
-    re.compile(LABEL).match, "a perfdata label such as drop_delta or insert_failed_rate",
-    normalize=str, allow_none=True)
+    lambda label: re.match(LABEL, label),  # compiled only when -w/-c is given
+    "a perfdata label such as drop_delta or insert_failed_rate", normalize=str, allow_none=True)
 
 
 def thresholds(args) -> dict[str, tuple]:
