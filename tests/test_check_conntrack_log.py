@@ -526,6 +526,14 @@ def test_a_line_longer_than_max_line_keeps_only_its_end(check, log, monkeypatch)
     code, count, out = check("-v")
     assert (code, count) == (1, 4)
     assert " lines=6;" in out
+    # the position after it is right: the next runs continue, no gap, nothing twice
+    log.append(b"z" * 30000)  # a long line still being written at the next check
+    code, count, out = check()
+    assert (code, count) == (1, 4) and "gaps=0;" in out, out
+    log.append(b" nf_conntrack: table full, dropping packet\n")
+    log.ct(1)
+    code, count, out = check()
+    assert (code, count) == (1, 6) and "gaps=0;" in out and " lines=2;" in out, out
 
 
 def test_symlinked_log(check, log, tmp_path, run_main):

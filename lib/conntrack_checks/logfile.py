@@ -201,7 +201,10 @@ def _read(path: str, pos: dict, budget: Budget, tally: Tally, on_line) -> tuple[
             else:
                 carry = size
             if carry > MAX_LINE - 4096:  # a line this long is no kernel line
-                buf[:4096] = buf[carry - 4096:carry]
+                drop = carry - 4096  # its start, passed over for good
+                off += drop
+                tail = bytes(buf[drop - FINGERPRINT:drop])
+                buf[:4096] = buf[drop:carry]
                 carry = 4096
             tally.bytes += got
             if not budget.spend(got):
