@@ -62,10 +62,19 @@ GARBAGE = "hello world"
 TRUNCATED = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.1 dst="
 
 
-def tally_of(text: str, keys=("dst",)) -> ctdump.Tally:
+def tally_of(text: str | bytes, keys=("dst",)) -> ctdump.Tally:
+    """``text`` counted as the plugin counts a dump: read from a pipe."""
+    data = text.encode() if isinstance(text, str) else text
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write_end, data), os.close(write_end)),
+                              daemon=True)
+    writer.start()
     tally = ctdump.Tally(keys)
-    tally.feed(text.encode())
-    tally.finish()
+    try:
+        ctdump.read_stream(read_end, tally)
+    finally:
+        writer.join()
+        os.close(read_end)
     return tally
 
 
@@ -200,24 +209,30 @@ def big_text(n: int) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
-def test_chunk_boundaries_anywhere_give_the_same_counts():
+def test_chunk_boundaries_anywhere_give_the_same_counts(monkeypatch):
     data = big_text(3000)
-    whole = ctdump.Tally(("dst", "src"))
-    whole.feed(data)
-    whole.finish()
+    whole = tally_of(data, ("dst", "src"))
     rng = random.Random(5)
-    pieces = ctdump.Tally(("dst", "src"))
-    pos = 0
-    while pos < len(data):
-        step = rng.randint(1, 700)
-        pieces.feed(data[pos:pos + step])
-        pos += step
-    pieces.finish()
-    assert summary(pieces) == summary(whole)
+    for _ in range(8):  # buffers of odd sizes put the boundaries anywhere in a line
+        monkeypatch.setattr(ctdump, "CHUNK", rng.randint(256, 1500))
+        pieces = tally_of(data, ("dst", "src"))
+        assert summary(pieces) == summary(whole)
+        assert pieces.groups["dst"].top(10) == whole.groups["dst"].top(10)
     assert summary(whole)["entries"] == 3000
     assert summary(whole)["flag"] == {"unreplied": 2100, "assured": 900, "nated": 900}
-    assert pieces.groups["dst"].top(10) == whole.groups["dst"].top(10)
     assert whole.groups["dst"].top(1) == [("10.9.9.9", 2100)]
+
+
+@pytest.mark.parametrize("cat, piped", [(None, True), (("/nonexistent/cat",), False)])
+def test_a_big_table_goes_through_cat_only_where_there_is_one(tmp_path, monkeypatch, cat,
+                                                              piped):
+    if cat is not None:
+        monkeypatch.setattr(ctdump, "CAT", cat)
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "nf_conntrack").write_bytes(big_text(300))
+    tally = ctdump.Tally()
+    assert ctdump.dump_proc(Roots(str(tmp_path), "/sys"), tally, expected=ctdump.PIPE_FROM)
+    assert (tally.entries, tally.piped) == (300, piped)
 
 
 @pytest.mark.parametrize("chunk", [256, 300, 4096, 1 << 20])

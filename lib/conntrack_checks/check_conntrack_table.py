@@ -45,31 +45,24 @@ def dump_namespaces(roots, namespaces, all_netns, source="auto", keys=("dst",)):
     ``interrupted``).
     """
     limit, _ = kernel.read_max(roots)
-    tables, unreadable = [], []
-    with netns.Entering() as entering:
-        for ns in namespaces:
-            tally = ctdump.Tally(keys)
-            start = time.monotonic()
-            try:
-                with entering.inside(ns):
-                    count, _ = kernel.read_count(roots)
-                    ctdump.dump(roots, tally, source, expected=count)
-            except ProbeError as exc:
-                if not all_netns or isinstance(exc, ModuleMissing):
-                    raise
-                unreadable.append((ns, str(exc)))
-                continue
-            tables.append(NamespaceTable(ns, tally, count, time.monotonic() - start))
-            if tally.entries == 0 and tally.lines:
-                raise ProbeError(
-                    f"none of the {tally.lines} lines of {tally.source} looks like a "
-                    f"conntrack entry (first: {tally.sample.decode('ascii', 'replace')!r})"
-                )
-            if tally.interrupted:
-                break
-    if not tables:
-        reasons = "; ".join(f"{ns.name}: {why}" for ns, why in unreadable[:2])
-        raise ProbeError(f"no namespace could be read ({reasons})")
+
+    def dump(ns):
+        tally = ctdump.Tally(keys)
+        start = time.monotonic()
+        count, _ = kernel.read_count(roots)
+        ctdump.dump(roots, tally, source, expected=count)
+        return NamespaceTable(ns, tally, count, time.monotonic() - start)
+
+    done, unreadable = netns.read_each(namespaces, dump, all_netns,
+                                       stop=lambda table: table.tally.interrupted)
+    tables = [table for _, table in done]
+    for table in tables:
+        tally = table.tally
+        if tally.entries == 0 and tally.lines:
+            raise ProbeError(
+                f"none of the {tally.lines} lines of {tally.source} looks like a "
+                f"conntrack entry (first: {tally.sample.decode('ascii', 'replace')!r})"
+            )
     return tables, unreadable, limit
 
 
@@ -204,9 +197,7 @@ class TableDump(nagiosplugin.Resource):
         words = ctdump.KEY_WORDS[args.top_by]
         for table in self.tables:
             tally = table.tally
-            how = ("read in chunks by cat in a child process"
-                   if table.count >= ctdump.PIPE_FROM and "ctnetlink" not in tally.source
-                   else "read in chunks")
+            how = "read in chunks by cat in a child process" if tally.piped else "read in chunks"
             self.details.append(
                 f"{tally.source}{self._inside(table)}: {tally.entries} entries "
                 f"({how}, {table.seconds:.2f} s; the kernel counted {table.count} "

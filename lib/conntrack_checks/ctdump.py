@@ -150,22 +150,7 @@ class Tally:
         self.sample: bytes | None = None  # the first line not understood
         self.interrupted = False
         self.source = ""
-        self._rest = b""
-
-    def feed(self, data: bytes) -> None:
-        """Count the complete lines of ``data``; a partial last line waits."""
-        cut = data.rfind(b"\n") + 1
-        if not cut:
-            self._rest += data
-            return
-        head, self._rest = self._rest + data[:cut], data[cut:]
-        self._count(b"\n" + head, len(head) + 1)
-
-    def finish(self) -> None:
-        """A last line without newline (the file ended mid-line) counts too."""
-        if self._rest:
-            rest, self._rest = self._rest, b""
-            self._count(b"\n" + rest + b"\n", len(rest) + 2)
+        self.piped = False  # the proc file was read through a cat child
 
     def read(self, fd: int) -> None:
         """Count all ``fd`` gives, in place in one buffer (no copies).
@@ -372,6 +357,7 @@ def dump_proc(roots: kernel.Roots, tally: Tally, expected: int = 0) -> bool:
             read_stream(fd, tally)
             return True
         child = _child([cat], stdin=fd)
+        tally.piped = True
     finally:
         os.close(fd)
     try:

@@ -205,12 +205,13 @@ class Entering:
             self._setns(self._home, CLONE_NEWNET)
 
 
-def read_each(namespaces: list[Namespace], read, all_netns: bool):
+def read_each(namespaces: list[Namespace], read, all_netns: bool, stop=None):
     """``read(ns)`` inside each namespace: ([(ns, value)], [(ns, why not)]).
 
     With ``all_netns`` a namespace that cannot be read is listed, not fatal
     (a process may end meanwhile); when none can be read, or for a single
     namespace, the ProbeError stands. A missing module always does.
+    ``stop(value)`` true ends the round after that namespace.
     """
     done, unreadable = [], []
     with Entering() as entering:
@@ -226,6 +227,8 @@ def read_each(namespaces: list[Namespace], read, all_netns: bool):
                 unreadable.append((ns, str(exc)))
                 continue
             done.append((ns, value))
+            if stop is not None and stop(value):
+                break
     if not done:
         reasons = "; ".join(f"{ns.name}: {why}" for ns, why in unreadable[:2])
         raise ProbeError(f"no namespace could be read ({reasons})")
