@@ -716,6 +716,30 @@ def test_netns_filter_and_names(check, log, tmp_path):
 # --- concurrency (real processes) -----------------------------------------------
 
 
+def test_a_shorter_window_does_not_prune_what_a_longer_one_needs(check, log):
+    check("--window", "2d")
+    log.ct(2, when=time.time() - 36 * 3600)
+    assert check("--window", "2d")[:2] == (1, 2)
+    assert check()[:2] == (0, 0)  # the fixture's 1h window; the state is shared
+    assert check("--window", "2d")[:2] == (1, 2)
+
+
+def test_last_one_is_of_the_netns_asked_for(check, log):
+    check()
+    now = time.time()
+    log.ct(1, netns=111, when=now - 7200)
+    log.ct(1, netns=222, when=now - 5400)
+    ago = r"; last one \d\d:\d\d:\d\d \((%s) ago\)"  # a second may pass meanwhile
+    _code, count, out = check("--netns", "111")
+    assert count == 0 and re.search(ago % "2h|2h0m", out), out
+    _code, count, out = check("--netns", "222")
+    assert count == 0 and re.search(ago % "90m|1h30m", out), out
+    _code, count, out = check("--netns", "333")
+    assert count == 0 and "last one" not in out, out
+    _code, count, out = check()
+    assert count == 0 and re.search(ago % "90m|1h30m", out), out
+
+
 def test_eight_parallel_runs_count_each_event_once(log, tmp_path, run_plugin):
     argv = [str(Path(sys.executable).parent / "check_conntrack_log"), "--logfile",
             str(log.path), "--state-dir", str(tmp_path / "state"), "--window", "1h"]
@@ -887,6 +911,24 @@ def test_a_hanging_journalctl_is_killed_at_the_timeout(run_main, tmp_path, monke
                          "--state-dir", str(tmp_path / "st"))
     assert time.monotonic() - started < 10
     assert code == 3 and "Timeout" in out and out.endswith("\n") and out.count("\n") == 1
+
+
+def test_report_section_keeps_the_journal_s_gaps(tmp_path, monkeypatch):
+    from conntrack_checks import journal
+    usec = int(time.time() * 1e6)
+    entries = [{"__CURSOR": "c1", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "driver",
+                "MESSAGE": "Missed 5 kernel messages"},
+               {"__CURSOR": "c2", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "kernel",
+                "MESSAGE": "nf_conntrack: nf_conntrack: table full, dropping packet"}]
+    (tmp_path / "out.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    fake = tmp_path / "journalctl"
+    fake.write_text(f"#!/bin/sh\nexec cat {tmp_path / 'out.json'}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(journal, "JOURNALCTL", (str(fake),))
+    section = ccl.report_section(Roots(), source="journal")
+    assert (section["source"], section["table_full"], section["lost_records"]) == \
+        ("journal", 1, 5)
+    assert section["gaps"] == ["journald: Missed 5 kernel messages"]
 
 
 def test_journald_missed_messages_are_a_gap():

@@ -107,12 +107,9 @@ def netns_names(run_dir: str) -> dict[int, str]:
 
 
 def host_inode(proc_root: str) -> int | None:
-    for pid in ("1", "self"):
-        try:
-            return os.stat(f"{proc_root}/{pid}/ns/net").st_ino
-        except OSError:
-            continue
-    return None
+    from . import netns
+    key = netns.host_key(proc_root)
+    return None if key is None else key[1]
 
 
 def target_netns(args) -> int | None:
@@ -120,18 +117,16 @@ def target_netns(args) -> int | None:
     if not (args.netns or args.netns_path):
         return None
     from . import netns
-    if args.netns:
-        try:
-            return netns.named(args.netns, args.netns_dir).inode
-        except ProbeError:
-            if args.netns.isdigit():
-                return int(args.netns)
-            if args.netns == "host":
-                return host_inode(args.proc_root)
-            raise
-    if args.netns_path:
+    if not args.netns:
         return netns.from_path(args.netns_path).inode
-    return None
+    try:
+        return netns.named(args.netns, args.netns_dir).inode
+    except ProbeError:
+        if args.netns.isdigit():
+            return int(args.netns)
+        if args.netns == "host":
+            return host_inode(args.proc_root)
+        raise
 
 
 # --- events -------------------------------------------------------------------------
@@ -154,7 +149,6 @@ class Events:
         for key in ("events", "expect", "supp", "gaps", "lines"):
             data.setdefault(key, [])
         data.setdefault("names", {})
-        self.new = 0
         self.ignored_suppressed = 0
 
     def name(self, inode: int | None) -> str | None:
@@ -173,7 +167,7 @@ class Events:
         keys = logmsg.ALL_KEYS if self.may_attribute(buffer) else logmsg.CONNTRACK_KEYS
         hits = logmsg.scan(buffer, size, keys)
         if hits and keys is logmsg.CONNTRACK_KEYS:  # suppressed lines after them count
-            hits = logmsg.scan(buffer, size, logmsg.ALL_KEYS)
+            hits = sorted(dict(hits + logmsg.scan(buffer, size, logmsg.SUPPRESSED_KEYS)).items())
         for _, line in hits:
             finding = logmsg.classify(line)
             if finding:
@@ -213,7 +207,6 @@ class Events:
             return
         data = self.data
         if finding.kind == TABLE_FULL:
-            self.new += 1
             self.name(finding.netns)
             second = int(when)
             events = data["events"]
@@ -426,6 +419,8 @@ class KernelLog(nagiosplugin.Resource):
         self.files: list[str] = []
         self.state_note: str | None = None
         self.save_error: str | None = None
+        self.target: int | None = None  # --netns as an inode
+        self.host: int | None = None
         self.started = time.monotonic()
 
     def probe(self):
@@ -460,7 +455,10 @@ class KernelLog(nagiosplugin.Resource):
                 data["since"] = since
             for gap in self.scan.gaps:
                 events.gap(gap)
-            events.prune(max(KEEP, args.window))
+            # Services with other windows share this state: keep what the longest asked for.
+            kept = data.get("keep")
+            data["keep"] = max(KEEP, args.window, kept if isinstance(kept, (int, float)) else 0)
+            events.prune(data["keep"])
             self.events = events
             self.data = data
             if json.dumps(data, sort_keys=True) != before:  # else spare the fsyncs
@@ -485,21 +483,36 @@ class KernelLog(nagiosplugin.Resource):
 
     # --- evaluation ---------------------------------------------------------------
 
-    def in_window(self, key, target, host):
-        oldest = self.now - self.args.window
-        rows = [r for r in self.data[key] if r[0] >= oldest]
-        if key == "events" and target is not None:
-            rows = [r for r in rows if r[1] == target or (r[1] is None and target == host)]
+    def of_target(self, key):
+        """The stored rows of ``key``; events only those of --netns (lines without an
+        inode are the host's)."""
+        rows = self.data[key]
+        if key == "events" and self.target is not None:
+            rows = [r for r in rows
+                    if r[1] == self.target or (r[1] is None and self.target == self.host)]
         return rows
+
+    def in_window(self, key):
+        oldest = self.now - self.args.window
+        return [r for r in self.of_target(key) if r[0] >= oldest]
+
+    def last_time(self) -> float | None:
+        """When the newest table-full message (of --netns) was logged, however long ago."""
+        if self.target is None:
+            last = self.data.get("last")
+            return last[0] if last else None
+        rows = self.of_target("events")
+        return rows[-1][0] if rows else None
 
     def metrics(self, target):
         args = self.args
-        host = host_inode(args.proc_root) if target is not None else None
-        self.rows = self.in_window("events", target, host)
+        self.target = target
+        self.host = host_inode(args.proc_root) if target is not None else None
+        self.rows = self.in_window("events")
         count = sum(r[2] for r in self.rows)
-        suppressed = sum(r[1] for r in self.in_window("supp", None, None))
-        expect = sum(r[1] for r in self.in_window("expect", None, None))
-        gaps = self.in_window("gaps", None, None)
+        suppressed = sum(r[1] for r in self.in_window("supp"))
+        expect = sum(r[1] for r in self.in_window("expect"))
+        gaps = self.in_window("gaps")
         self.counts = (count, suppressed, expect)
         yield nagiosplugin.Metric("table_full", count, min=0, context="table_full")
         yield nagiosplugin.Metric("suppressed", suppressed, min=0, context="perf")
@@ -542,10 +555,10 @@ class KernelLog(nagiosplugin.Resource):
             last = self.rows[-1]
             text += f", last at {fmt_time(last[0], self.now)}; in {self.namespaces()}"
         else:
-            last = self.data.get("last")
-            if last:
-                text += (f"; last one {fmt_time(last[0], self.now)} "
-                         f"({fmt_duration(max(0, self.now - last[0]))} ago)")
+            last = self.last_time()
+            if last is not None:
+                text += (f"; last one {fmt_time(last, self.now)} "
+                         f"({fmt_duration(max(0, self.now - last))} ago)")
         if expect:
             text += f"; {expect} 'expectation table full' in the last {window}"
         if self.scan.baseline:
@@ -658,7 +671,7 @@ def report_section(roots, since_seconds: int = 86400, source: str = "auto",
     events = Events(data, now, run_dir, since=now - since_seconds)
     scan = Scan()
     lost = 0
-    args = _ReportArgs(roots, since_seconds, logfiles, kmsg_path)
+    args = _ReportArgs(since_seconds, logfiles)
     order = [source] if source != "auto" else ["kmsg", "journal", "file"]
     problems = []
     used = None
@@ -674,12 +687,15 @@ def report_section(roots, since_seconds: int = 86400, source: str = "auto",
                 from . import journal
                 if source == "auto" and not journal_present():
                     raise ProbeError("no journal files")
-                journal.read(None, events.message, since=now - since_seconds)
+                seen = journal.read(None, events.message, since=now - since_seconds)
+                scan.gaps.extend(seen.gaps)
+                lost = seen.lost
             else:
                 args.source = "file"
                 files = choose_source(args)[1]
+                from .logfile import Budget
                 scan_files(files, {}, events, scan, args, True,
-                           _report_budget(now))
+                           Budget(args.max_bytes, time.monotonic() + args.timeout))
             used = candidate
             break
         except ProbeError as exc:
@@ -707,16 +723,11 @@ def report_section(roots, since_seconds: int = 86400, source: str = "auto",
 
 
 class _ReportArgs:
-    def __init__(self, roots, since_seconds, logfiles, kmsg_path):
+    """What choose_source and scan_files ask of the options, for the report."""
+
+    def __init__(self, since_seconds, logfiles):
         self.source = "file"
         self.logfile = logfiles
         self.lookback = since_seconds
         self.max_bytes = 256 * 1024 * 1024
-        self.timeout = 10
-        self.proc_root = roots.proc
-        self.kmsg = kmsg_path
-
-
-def _report_budget(now):
-    from .logfile import Budget
-    return Budget(256 * 1024 * 1024, time.monotonic() + 5)
+        self.timeout = 5

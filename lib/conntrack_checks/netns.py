@@ -97,7 +97,7 @@ def discover(proc_root: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Nam
     except OSError as exc:
         raise ProbeError(f"cannot list {proc_root}: {exc.strerror}") from None
     pids = sorted(int(e) for e in entries if e.isdigit())
-    host = _host_key(proc_root)
+    host = host_key(proc_root)
     denied = 0
     for pid in pids:
         path = f"{proc_root}/{pid}/ns/net"
@@ -125,7 +125,7 @@ def discover(proc_root: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Nam
     return host + rest
 
 
-def _host_key(proc_root: str):
+def host_key(proc_root: str):
     """The namespace called ``host``: PID 1's, or ours where PID 1's is hidden."""
     for pid in ("1", "self"):
         try:
