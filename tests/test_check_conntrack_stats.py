@@ -127,6 +127,11 @@ SCENARIOS = {
         2, "CRITICAL - 4 packets dropped (0.4/s) since the last check 10s ago "
            "(critical above 0)",
         {"error_delta": "2;;;0", "expect_delete": "0c;;;0"}),
+    "one drop allowed by the thresholds is said in the singular": (
+        [{}, {}], [{"drop": 1}, {}], 60, None, "3.10-17col", ["-c", "drop_delta=none"],
+        0, "OK - 1 packet dropped, no early drops, no failed inserts since the last check "
+           "60s ago",
+        {"drop_delta": "1;;;0"}),
     "quiet counters are ok with their numbers": (
         [{}, {}], [{"found": 40, "search_restart": 9, "insert_failed": 1}, {}], 600, None,
         "5.15-chainlength", [],

@@ -83,7 +83,7 @@ class Conntrack(TableResource):
             elif hint:
                 entries += f" ({hint})"
             if not self.all_netns or (state and int(state)) or not parts:
-                parts.append(self.prefix(row) + entries)
+                parts.append(row.ns.prefix(self.all_netns) + entries)
         text = "; ".join(parts)
         if self.all_netns:
             bad = sum(1 for s, _ in verdict.values() if int(s) > 0)

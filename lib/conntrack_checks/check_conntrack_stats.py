@@ -112,11 +112,8 @@ class Row:
 
     @property
     def table_full(self) -> int | None:
-        if not self.snapshot.has_clash_resolve or self.change is None:
-            return None
-        d = self.change.deltas
-        return ctstats.table_full(d.get("drop", 0), d.get("insert_failed", 0),
-                                  d.get("chaintoolong", 0))
+        """The estimate of drops for a full table (5.10+), once compare() has run."""
+        return None if self.change is None else self.change.deltas.get("table_full")
 
 
 class ConntrackStats(nagiosplugin.Resource):
@@ -185,8 +182,12 @@ class ConntrackStats(nagiosplugin.Resource):
             what = "this namespace" if row.ns.path is None else f"netns {row.ns.name}"
             previous = stored.get(row.ns.name)
             row.change = deltas.compare(previous, row.snapshot, row.inode, now, rebooted, what)
+            d = row.change.deltas
+            if row.snapshot.has_clash_resolve and not row.change.baseline:
+                d["table_full"] = ctstats.table_full(d.get("drop", 0), d.get("insert_failed", 0),
+                                                     d.get("chaintoolong", 0))
             fresh += previous is None and bool(stored)
-            prefix = self.prefix(row)
+            prefix = row.ns.prefix(self.all_netns)
             self.notes.extend(prefix + note for note in row.change.notes)
         if fresh and self.all_netns:
             new = plural(fresh, "new namespace", "new namespaces")
@@ -260,8 +261,7 @@ class ConntrackStats(nagiosplugin.Resource):
             if change is None or change.baseline or self.state_error:
                 continue
             names = list(row.snapshot.names)
-            if row.table_full is not None:
-                change.deltas["table_full"] = row.table_full
+            if "table_full" in change.deltas:
                 names.append("table_full")
             for name in names:
                 label = f"{name}_delta"
@@ -278,11 +278,6 @@ class ConntrackStats(nagiosplugin.Resource):
         self.explain()
 
     # --- words ----------------------------------------------------------------
-
-    def prefix(self, row: Row) -> str:
-        if row.ns.path is None:
-            return ""
-        return f"{row.ns.name}: " if self.all_netns else f"netns {row.ns.name}: "
 
     def rate_text(self, row: Row, name: str) -> str:
         per = self.args.rate_per
@@ -322,14 +317,16 @@ class ConntrackStats(nagiosplugin.Resource):
         """The main counters when nothing alerts: 'no packets dropped, ...'."""
         total = {name: sum(r.change.deltas.get(name, 0) for r in rows) for name in MAIN}
         parts = [
-            f"{total['drop']} packets dropped" if total["drop"] else "no packets dropped",
+            plural(total["drop"], "packet dropped", "packets dropped")
+            if total["drop"] else "no packets dropped",
             plural(total["early_drop"], "early drop", "early drops")
             if total["early_drop"] else "no early drops",
             plural(total["insert_failed"], "failed insert", "failed inserts")
             if total["insert_failed"] else "no failed inserts",
         ]
-        if len(rows) == 1 and total["insert_failed"] and self.rate_text(rows[0], "insert_failed"):
-            parts[2] += f" ({self.rate_text(rows[0], 'insert_failed')})"
+        rate = self.rate_text(rows[0], "insert_failed") if len(rows) == 1 else ""
+        if total["insert_failed"] and rate:
+            parts[2] += f" ({rate})"
         elapsed = [r.change.elapsed for r in rows if r.change.elapsed is not None]
         since = "since the last check" + (duration(max(elapsed)) if elapsed else "")
         return ", ".join(parts) + " " + since
@@ -347,7 +344,7 @@ class ConntrackStats(nagiosplugin.Resource):
             for row in self.rows:
                 totals = row.snapshot.totals()
                 values = ", ".join(f"{n} {totals[n]}" for n in MAIN if n in totals)
-                shown.append(self.prefix(row) + values)
+                shown.append(row.ns.prefix(self.all_netns) + values)
             return (f"{self.state_error}; read (totals since the counters started): "
                     + "; ".join(shown))
         alerts: dict[int, list] = {}
@@ -368,12 +365,12 @@ class ConntrackStats(nagiosplugin.Resource):
                     hints.setdefault(name, [])
                     if hint and hint not in hints[name]:
                         hints[name].append(hint)
-                parts.append(self.prefix(row) + "; ".join(
+                parts.append(row.ns.prefix(self.all_netns) + "; ".join(
                     self.words(row, name, ", ".join(hint), i == 0)
                     for i, (name, hint) in enumerate(hints.items())))
             elif not self.all_netns:
-                parts.append(self.prefix(row) + (self.baseline(row) if row.change.baseline
-                                                 else self.quiet([row])))
+                words = self.baseline(row) if row.change.baseline else self.quiet([row])
+                parts.append(row.ns.prefix(self.all_netns) + words)
         if self.all_netns:
             if alerts:
                 head = f"{len(alerts)} of {len(self.rows)} namespaces alert: "
@@ -400,16 +397,15 @@ class ConntrackStats(nagiosplugin.Resource):
         if self.all_netns and self.args.verbose < 2 and counted and not any(
                 change.deltas.values()):
             return
+        prefix = row.ns.prefix(self.all_netns)
         if not counted:
-            self.details.append(f"{self.prefix(row)}per CPU (totals since the counters "
-                                "started):")
+            self.details.append(f"{prefix}per CPU (totals since the counters started):")
         else:
             when = ("elapsed time unknown" if change.elapsed is None
                     else f"{change.elapsed:.1f}s since the last check")
             per = self.args.rate_per
             unit = "per check" if per == "check" else f"per {per}"
-            self.details.append(f"{self.prefix(row)}per CPU (total, +delta; {when}, "
-                                f"rates {unit}):")
+            self.details.append(f"{prefix}per CPU (total, +delta; {when}, rates {unit}):")
         idle = []
         for cpu, values in row.snapshot.cpus:
             moved = change.per_cpu.get(cpu, {}) if counted else {}
@@ -432,7 +428,7 @@ class ConntrackStats(nagiosplugin.Resource):
             snap = row.snapshot
             inside = "" if row.ns.path is None else f" inside {row.ns.describe()}"
             how = " (procfs)" if snap.source == "proc" else ""
-            line = f"{self.prefix(row)}counters from {snap.origin}{how}{inside}"
+            line = f"{row.ns.prefix(self.all_netns)}counters from {snap.origin}{how}{inside}"
             if snap.source == "netlink" and self.args.source == "auto":
                 line += f"; no {self.roots.proc_path(ctstats.STAT_FILES[0])}"
             details.append(line)

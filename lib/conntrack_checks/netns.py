@@ -36,6 +36,12 @@ class Namespace:
         """A perfdata-safe label, stable while the namespace exists."""
         return re.sub(r"[^\w.-]", "_", self.name)
 
+    def prefix(self, all_netns: bool) -> str:
+        """How a status text names it: nothing for the current one."""
+        if self.path is None:
+            return ""
+        return f"{self.name}: " if all_netns else f"netns {self.name}: "
+
     def describe(self) -> str:
         if self.path is None:
             return "this namespace"

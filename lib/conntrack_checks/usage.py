@@ -84,12 +84,6 @@ class TableResource(nagiosplugin.Resource):
         self.row_of[label] = row
         return label
 
-    def prefix(self, row: NamespaceCount) -> str:
-        """How the text names a namespace: nothing for the current one."""
-        if row.ns.path is None:
-            return ""
-        return f"{row.ns.name}: " if self.all_netns else f"netns {row.ns.name}: "
-
     def status_text(self, results) -> str:
         if self.missing:
             return self.missing
