@@ -7,8 +7,8 @@ import os
 
 import pyfakefs.helpers
 import pytest
-from conntrack_checks import bootconf, kernel, sizing
-from conntrack_checks.check_conntrack_tuning import main, report_section
+from conntrack_checks import bootconf, kernel, netns, sizing
+from conntrack_checks.check_conntrack_tuning import Analysis, main, report_section
 from kernel_trees import NF, write_tree
 from tuning_trees import (
     GIB,
@@ -472,6 +472,53 @@ def test_timeouts_of_other_namespaces_are_not_persistence_findings(fs, run_main)
     changes = {"timeouts": {"tcp_timeout_established": 7200}}
     code, out = run_main(main, *write_host("/t", kernel_tree(**changes), root()), "-v")
     assert "persist-tcp-established" in out and code == 1
+
+
+WEB = netns.Namespace("web", "/run/netns/web")
+PROCESS = netns.Namespace("ns4026532999", "/proc/1234/ns/net")
+ANY_FILE = netns.Namespace("/run/docker/netns/abc", "/run/docker/netns/abc")
+
+
+@pytest.mark.parametrize("ns, enter", [
+    (WEB, "ip netns exec web "),
+    (PROCESS, "nsenter --net=/proc/1234/ns/net "),
+    (ANY_FILE, "nsenter --net=/run/docker/netns/abc "),
+])
+def test_timeout_fix_in_another_namespace_enters_it_the_way_that_works(fs, monkeypatch, ns,
+                                                                        enter):
+    args = write_host("/t", kernel_tree(), root())
+    host = netns.Namespace("host", "/proc/1/ns/net")
+    host.host = True
+    values = [(host, {"tcp_timeout_established": 86400}),
+              (ns, {"tcp_timeout_established": 432000})]
+    monkeypatch.setattr(netns, "read_each", lambda *a, **k: (values, []))
+    analysis = Analysis(kernel.Roots(args[1], args[3]), args[5], [host, ns], all_netns=True)
+    found = {f.id: f for f in analysis.run()}["timeout-tcp-established"]
+    assert found.now == enter + "sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=86400"
+    assert found.persist.startswith("set it where the namespace is created")
+
+
+def test_tuned_at_runtime_looks_at_the_host_whatever_the_order(fs, monkeypatch):
+    args = write_host("/t", kernel_tree(), root())
+    host = netns.Namespace("host", "/proc/1/ns/net")
+    host.host = True
+    values = [(WEB, {"tcp_timeout_established": 7200}),
+              (host, {"tcp_timeout_established": 432000})]
+    monkeypatch.setattr(netns, "read_each", lambda *a, **k: (values, []))
+    analysis = Analysis(kernel.Roots(args[1], args[3]), args[5], [WEB, host], all_netns=True)
+    analysis.run()
+    assert not analysis.tuned_at_runtime()
+    values.reverse()
+    values[0] = (host, {"tcp_timeout_established": 7200})
+    assert analysis.tuned_at_runtime()
+
+
+def test_an_inverted_timeout_limit_is_a_finding_without_a_value_to_set(fs, run_main):
+    args = write_host("/t", kernel_tree(), root())
+    code, out = run_main(main, *args, "--timeout-limit", "udp_timeout=@~:100", "-v")
+    assert code == 1 and "udp_timeout is 30 s (30 s), inside ~:100 s" in out
+    block = out.split("[timeout-udp]", 2)[2].split("\nwarning:")[0]
+    assert "now:" not in block and "persist:" not in block
 
 
 def test_module_not_loaded(fs, run_main):

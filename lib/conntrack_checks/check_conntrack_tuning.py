@@ -322,7 +322,7 @@ class Analysis:
                                  persist=self.sysctl_line_fix("max", self.max, setters))
         # timeouts of the host: other namespaces start from the kernel defaults
         for ns, values in self.timeouts:
-            if ns.path is not None and ns.name != "host":
+            if not ns.is_host:
                 continue
             for name, live in values.items():
                 line, setters = self.sysctl.effective(name, self.exists)
@@ -435,10 +435,10 @@ class Analysis:
                              "\".nf_conntrack\" to re-apply sysctl.d after each start)")
 
     def tuned_at_runtime(self) -> bool:
-        """Whether max or a timeout of this namespace differs from the kernel default."""
+        """Whether max or a timeout of the host differs from the kernel default."""
         if self.max not in {m for _, _, m in self.defaults()}:
             return True
-        values = self.timeouts[0][1] if self.timeouts else {}
+        values = next((v for ns, v in self.timeouts if ns.is_host), {})
         return any(v not in TIMEOUTS[name][0] for name, v in values.items())
 
     def check_sizing(self) -> None:
@@ -541,32 +541,36 @@ class Analysis:
                 continue
             rng = limits[name]
             ns, value = max(bad, key=lambda b: b[1])
-            target = int(rng.end) if value > rng.end else int(rng.start)
+            if rng.invert:  # @start:end: no one value to suggest
+                why, target = plugin.describe_violation(rng, " s"), None
+            elif value > rng.end:
+                why, target = f"above {fmt_number(rng.end)} s", int(rng.end)
+            else:
+                why, target = f"below {fmt_number(rng.start)} s", int(rng.start)
             where = "" if ns.path is None else f" in netns {ns.name}"
             default = TIMEOUTS[name][0][0]
             evidence = [f"{n.name if n.path else 'this namespace'}: {v} s"
                         + (" (kernel default)" if v in TIMEOUTS[name][0] else "")
                         for n, v in bad]
-            if name == "tcp_timeout_established" and value > rng.end:
+            if name == "tcp_timeout_established" and not rng.invert and value > rng.end:
                 evidence.append("an established connection that goes quiet without FIN/RST "
                                 f"(peer gone, NAT timeout) holds its entry for {seconds(value)}; "
                                 "Kubernetes sets 86400")
-            cmd = f"sysctl -w {self.key(name)}={target}"
-            if ns.path is not None and ns.name != "host":
-                prefix = f"ip netns exec {ns.name} " if not ns.name.startswith("/") else \
+            now = persist = None
+            if target is not None and not ns.is_host:
+                # `ip netns exec` knows only the names in /run/netns
+                enter = f"ip netns exec {ns.name} " if ns.path.endswith("/" + ns.name) else \
                     f"nsenter --net={ns.path} "
-                now = prefix + cmd
+                now = f"{enter}sysctl -w {self.key(name)}={target}"
                 persist = ("set it where the namespace is created (container runtime, CNI): "
                            f"a new namespace starts from the kernel default {default}")
-            else:
-                now = cmd
+            elif target is not None:
+                now = f"sysctl -w {self.key(name)}={target}"
                 persist = self.sysctl_line_fix(name, target, self.sysctl.effective(
                     name, self.exists)[1])
             self.add(f"timeout-{short(name)}", "warning",
-                     f"{name} is {value} s ({seconds(value)}){where}, "
-                     + (f"above {fmt_number(rng.end)} s" if value > rng.end else
-                        f"below {fmt_number(rng.start)} s"), evidence, now=now,
-                     persist=persist)
+                     f"{name} is {value} s ({seconds(value)}){where}, {why}", evidence,
+                     now=now, persist=persist)
 
 
 def short(name: str) -> str:

@@ -23,13 +23,19 @@ NETNS_RUN_DIR = "/run/netns"
 class Namespace:
     """One network namespace: how to name it and how to enter it."""
 
-    __slots__ = ("inode", "name", "path", "pids")
+    __slots__ = ("host", "inode", "name", "path", "pids")
 
     def __init__(self, name: str, path: str | None, inode: int | None = None):
         self.name = name  # what the output calls it
         self.path = path  # file to enter it through; None = the current one
         self.inode = inode  # as in `readlink /proc/PID/ns/net`: net:[inode]
         self.pids: list[int] = []
+        self.host = False  # discover() found it to be PID 1's (see host_key)
+
+    @property
+    def is_host(self) -> bool:
+        """The host's namespace, as far as we know: the current one or PID 1's."""
+        return self.path is None or self.host
 
     @property
     def label(self) -> str:
@@ -126,9 +132,9 @@ def discover(proc_root: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Nam
             f"cannot see the namespaces of {denied} processes: permission "
             "denied; --all-netns needs root (see contrib/sudoers)"
         )
-    host = [ns for ns in found.values() if ns.name == "host"]
-    rest = [ns for ns in found.values() if ns.name != "host"]
-    return host + rest
+    if host in found:
+        found[host].host = True
+    return sorted(found.values(), key=lambda ns: not ns.host)
 
 
 def host_key(proc_root: str):

@@ -102,8 +102,8 @@ def fullest_namespace(table):
     if table is None or not table.counts:
         return None
     row = max(table.counts, key=lambda r: r.count)
-    here = [r.count for r in table.counts if r.ns.name == "host" or r.ns.path is None]
-    if row.ns.path is None or row.ns.name == "host" or (here and row.count <= here[0]):
+    here = [r.count for r in table.counts if r.ns.is_host]
+    if row.ns.is_host or (here and row.count <= here[0]):
         return None
     return row.ns
 
