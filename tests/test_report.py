@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 
@@ -175,3 +176,13 @@ def test_argument_mistake_exits_3_not_critical(capsys):
         report.main(["--bogus"])
     assert done.value.code == 3
     assert "conntrack-report: error: unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entries, max_, status", [(50, 50, "ok"), (50, 100, "warning"),
+                                                   (90, 90, "warning"), (400, 400, "critical")])
+def test_hash_section_uses_the_plugin_defaults_without_parsing_a_command_line(
+        monkeypatch, entries, max_, status):
+    monkeypatch.setattr(os.path, "isdir", lambda path: False)  # a parse would fail on /sys
+    table = types.SimpleNamespace(counts=[types.SimpleNamespace(count=entries)], buckets=10,
+                                  max=max_)
+    assert report.hash_section(table)["status"] == status

@@ -59,11 +59,7 @@ def usage_section(roots: kernel.Roots, as_root: bool) -> dict:
     rows, worst = [], "ok"
     for row in sorted(table.counts, key=lambda r: -r.count):
         percent = 100.0 * row.count / table.max if table.max else None
-        state = "ok"
-        if percent is not None and not critical.match(percent):
-            state = "critical"
-        elif percent is not None and not warning.match(percent):
-            state = "warning"
+        state = "ok" if percent is None else state_of(percent, warning, critical)
         worst = max(worst, state, key=STATUS_EXIT.get)
         rows.append({"namespace": row.ns.name if row.ns.path else "this namespace",
                      "inode": row.ns.inode, "entries": row.count,
@@ -81,16 +77,22 @@ def usage_section(roots: kernel.Roots, as_root: bool) -> dict:
     return section, table
 
 
+def state_of(value: float, warning, critical) -> str:
+    """"ok", "warning" or "critical": the value against Nagios ranges, critical first."""
+    if not critical.match(value):
+        return "critical"
+    return "ok" if warning.match(value) else "warning"
+
+
 def hash_section(table) -> dict:
     from .check_conntrack_hash import parser
 
-    limits = parser().parse_args([])
+    # The plugin's default thresholds (Range objects; no command line is parsed).
+    limits = parser()
     total = sum(row.count for row in table.counts)
     now, full = total / table.buckets, table.max / table.buckets
-    status = "ok"
-    if not limits.critical.match(now):
-        status = "critical"
-    elif not limits.warning.match(now) or not limits.warning_full.match(full):
+    status = state_of(now, limits.get_default("warning"), limits.get_default("critical"))
+    if status == "ok" and not limits.get_default("warning_full").match(full):
         status = "warning"
     return {"status": status, "buckets": table.buckets, "max": table.max, "entries": total,
             "namespaces": len(table.counts), "load_now": round(now, 3),
