@@ -54,10 +54,6 @@ class Line:
         via = f" (via {self.listed})" if self.listed != self.path else ""
         return f"{self.path}:{self.number}{via}"
 
-    def as_dict(self) -> dict:
-        return {"file": self.path, "line": self.number, "text": self.text, "key": self.key,
-                "value": self.value, "listed_as": self.listed}
-
 
 class ConfigRoot:
     """Paths as the host names them, read under ``root``."""
@@ -81,9 +77,6 @@ class ConfigRoot:
             shown = target if target.startswith("/") else os.path.normpath(
                 os.path.join(os.path.dirname(shown), target))
         return None
-
-    def exists(self, shown: str) -> bool:
-        return os.path.exists(self.real(shown))
 
     def read_lines(self, shown: str) -> list[str] | None:
         try:
@@ -146,13 +139,12 @@ def leading_int(value: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def parse_sysctl(lines: list[str], shown: str, listed: str,
-                 only: str = "") -> tuple[list[Line], list[str]]:
-    """Assignments of one sysctl file, and its lines that are not assignments.
+def parse_sysctl(lines: list[str], shown: str, listed: str, only: str = "") -> list[Line]:
+    """Assignments of one sysctl file (lines that are none are skipped, as sysctl does).
 
     ``only``: skip lines that do not contain this text (all but conntrack's).
     """
-    out, bad = [], []
+    out = []
     for number, raw in enumerate(lines, 1):
         if only not in raw:
             continue
@@ -161,13 +153,12 @@ def parse_sysctl(lines: list[str], shown: str, listed: str,
             continue
         key, sep, value = text.partition("=")
         if not sep:
-            bad.append(f"{shown}:{number}: {text!r} is not an assignment")
             continue
         key = key.strip()
         ignore = key.startswith("-")
         key = normalize_key(key.lstrip("-"))
         out.append(Line(shown, number, text, key, value.strip(), listed, ignore))
-    return out, bad
+    return out
 
 
 class SysctlConfig:
@@ -179,14 +170,11 @@ class SysctlConfig:
             os.path.exists(os.path.join(root.root, p)) for p in SYSTEMD_SYSCTL) else "procps"
         self.lines: list[Line] = []
         self.unread: list[Line] = []  # /etc/sysctl.conf when systemd-sysctl never reads it
-        self.bad: list[str] = []
-        self.masked: list[str] = []
         self.globs: list[Line] = []
         files = root.conf_files(SYSCTL_DIRS)
         reads_sysctl_conf = False
         for listed, real in files:
-            if real is None:
-                self.masked.append(listed)
+            if real is None:  # masked: a link to /dev/null
                 continue
             reads_sysctl_conf |= real == SYSCTL_CONF
             self._read(real, listed, self.lines)
@@ -217,11 +205,10 @@ class SysctlConfig:
         lines = self.root.read_lines(shown)
         if lines is None:
             return
-        found, bad = parse_sysctl(lines, shown, listed, only="conntrack")
+        found = parse_sysctl(lines, shown, listed, only="conntrack")
         # systemd 249+ takes globs (net.netfilter.nf_conntrack_*): not evaluated here
         self.globs.extend(ln for ln in found if any(c in ln.key for c in "*?["))
         into.extend(ln for ln in found if not any(c in ln.key for c in "*?["))
-        self.bad.extend(bad)
 
     def conntrack_lines(self, unread: bool = False) -> list[Line]:
         return [ln for ln in (self.unread if unread else self.lines) if conntrack_name(ln.key)]
@@ -267,7 +254,7 @@ def modprobe_hashsize(root: ConfigRoot | None, cmdline: list[str]) -> list[Line]
                 continue
             text, joined = (joined + raw).strip(), ""
             words = text.split()
-            if len(words) < 3 or words[0] != "options" or text.startswith("#"):
+            if len(words) < 3 or words[0] != "options":
                 continue
             if words[1].replace("-", "_") not in CONNTRACK_MODULES:
                 continue

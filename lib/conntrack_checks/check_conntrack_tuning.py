@@ -128,12 +128,7 @@ class Analysis:
         self.buckets, buckets_src = kernel.read_buckets(roots)
         self.details += [f"max from {max_src}", f"buckets from {buckets_src}"]
         self.ip_era = max_src.endswith(("ip_conntrack_max",))
-        self.buckets_writable = False
-        try:
-            mode = os.stat(roots.proc_path(kernel.BUCKETS_FILES[0])).st_mode
-            self.buckets_writable = bool(mode & 0o200)
-        except OSError:
-            pass
+        self.buckets_writable = kernel.buckets_writable(roots)
         self.builtin = kernel.module_loaded(roots) and not any(
             os.path.exists(roots.sys_path(f"module/{m}/{f}"))
             for m in bootconf.CONNTRACK_MODULES for f in ("refcnt", "initstate"))
@@ -203,8 +198,9 @@ class Analysis:
             return f"net.ipv4.netfilter.ip_conntrack_{name}"
         return f"net.netfilter.nf_conntrack_{name}"
 
-    def defaults(self, hashsize: int | None = None) -> list[tuple[str, int, int]]:
-        return [(e, *sizing.ERAS[e].default(self.ram, self.ptr, hashsize)) for e in self.eras]
+    def defaults(self) -> list[tuple[str, int, int]]:
+        """(era, buckets, max) the kernel would choose for this RAM, per possible era."""
+        return [(e, *sizing.ERAS[e].default(self.ram, self.ptr)) for e in self.eras]
 
     def round_buckets(self, value: int) -> int:
         if self.eras == ["ip_conntrack"]:
@@ -213,8 +209,9 @@ class Analysis:
         return -(-value // per_page) * per_page
 
     # fixes -----------------------------------------------------------------
-    def sysctl_line_fix(self, name: str, value: int, setters) -> str:
+    def sysctl_line_fix(self, name: str, value: int) -> str:
         """Where to put ``key = value`` so that it wins at the next boot."""
+        setters = self.sysctl.effective(name, self.exists)[1]
         line = f"{self.key(name)} = {value}"
         winner = setters[-1] if setters else None
         if winner is not None and winner.path.startswith("/etc/"):
@@ -238,8 +235,7 @@ class Analysis:
     def persist_buckets(self, value: int, module_line=None) -> str:
         if self.builtin:
             if self.buckets_writable:
-                return self.sysctl_line_fix("buckets", value, self.sysctl.effective(
-                    "buckets", self.exists)[1])
+                return self.sysctl_line_fix("buckets", value)
             return (f"add 'nf_conntrack.hashsize={value}' to the kernel command line "
                     "(GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub or grub2-mkconfig)")
         option = f"options nf_conntrack hashsize={value}"
@@ -278,7 +274,7 @@ class Analysis:
         hashsize = bootconf.leading_int(hs_line.value) if hs_line else None
         cpus = os.cpu_count() or 1
         # buckets
-        line, setters = self.sysctl.effective("buckets", self.exists)
+        line, _ = self.sysctl.effective("buckets", self.exists)
         value = bootconf.leading_int(line.value) if line and self.buckets_writable else None
         if value:
             boot, how = {self.round_buckets(value)}, f"{line.where} sets {value}"
@@ -288,7 +284,6 @@ class Analysis:
         else:
             boot = {b for _, b, _ in self.defaults()}
             how = "no file sets it: the kernel's default for this RAM"
-        self.boot_buckets = boot
         if self.buckets in boot:
             self.details.append(f"buckets {self.buckets}: the next boot gives the same ({how})")
         elif (not line and not hashsize and self.buckets == kube_proxy_max(cpus) // 4
@@ -300,7 +295,7 @@ class Analysis:
                                  now=self.runtime_buckets(min(boot)),
                                  persist=self.persist_buckets(self.buckets, hs_line))
         # max
-        line, setters = self.sysctl.effective("max", self.exists)
+        line, _ = self.sysctl.effective("max", self.exists)
         value = bootconf.leading_int(line.value) if line else None
         if value is not None:
             boot, how = {value}, f"{line.where} sets {value}"
@@ -319,13 +314,13 @@ class Analysis:
         else:
             self.persist_finding("max", self.max, boot, how, line,
                                  now=f"sysctl -w {self.key('max')}={min(boot)}",
-                                 persist=self.sysctl_line_fix("max", self.max, setters))
+                                 persist=self.sysctl_line_fix("max", self.max))
         # timeouts of the host: other namespaces start from the kernel defaults
         for ns, values in self.timeouts:
             if not ns.is_host:
                 continue
             for name, live in values.items():
-                line, setters = self.sysctl.effective(name, self.exists)
+                line, _ = self.sysctl.effective(name, self.exists)
                 value = bootconf.leading_int(line.value) if line else None
                 if value is not None:
                     boot, how = {value}, f"{line.where} sets {value}"
@@ -340,7 +335,7 @@ class Analysis:
                     continue
                 self.persist_finding(name, live, boot, how, line,
                                      now=f"sysctl -w {self.key(name)}={min(boot)}",
-                                     persist=self.sysctl_line_fix(name, live, setters))
+                                     persist=self.sysctl_line_fix(name, live))
             break
 
     def persist_finding(self, name, live, boot, how, line, now, persist) -> None:
@@ -467,8 +462,7 @@ class Analysis:
             self.add("memory", "warning", "nf_conntrack_max is 0: the table has no limit, a "
                      "flood of new flows can take the machine's memory", memory[:1],
                      now=f"sysctl -w {self.key('max')}={max(m for _, _, m in defaults)}",
-                     persist=self.sysctl_line_fix("max", max(m for _, _, m in defaults),
-                                                  self.sysctl.effective("max", self.exists)[1]))
+                     persist=self.sysctl_line_fix("max", max(m for _, _, m in defaults)))
             return
         for severity, rng in (("critical", limits.memory_critical),
                               ("warning", limits.memory_warning)):
@@ -487,8 +481,7 @@ class Analysis:
                      f"a full table would pin {sizing.fmt_bytes(full)}, {share:.1f}% of "
                      f"RAM ({severity} {plugin.describe_violation(rng, '%')})", memory,
                      now=f"sysctl -w {self.key('max')}={suggest}" if suggest else None,
-                     persist=self.sysctl_line_fix("max", suggest, self.sysctl.effective(
-                         "max", self.exists)[1]) if suggest else None)
+                     persist=self.sysctl_line_fix("max", suggest) if suggest else None)
             break
         # against the kernel's own default
         self.facts["kernel_default"] = [{"era": e, "buckets": b, "max": m}
@@ -516,8 +509,7 @@ class Analysis:
                      f"nf_conntrack_max {self.max} is {self.default_ratio:.2f} x the kernel's "
                      f"default for this RAM ({shown}), {why}", evidence,
                      now=f"sysctl -w {self.key('max')}={suggest}",
-                     persist=self.sysctl_line_fix("max", suggest, self.sysctl.effective(
-                         "max", self.exists)[1]))
+                     persist=self.sysctl_line_fix("max", suggest))
         # hash size against the max
         load = self.max / self.buckets
         self.full_load = load
@@ -566,8 +558,7 @@ class Analysis:
                            f"a new namespace starts from the kernel default {default}")
             elif target is not None:
                 now = f"sysctl -w {self.key(name)}={target}"
-                persist = self.sysctl_line_fix(name, target, self.sysctl.effective(
-                    name, self.exists)[1])
+                persist = self.sysctl_line_fix(name, target)
             self.add(f"timeout-{short(name)}", "warning",
                      f"{name} is {value} s ({seconds(value)}){where}, {why}", evidence,
                      now=now, persist=persist)

@@ -169,6 +169,14 @@ def read_max(roots: Roots) -> tuple[int, str]:
     return found
 
 
+def buckets_writable(roots: Roots) -> bool:
+    """Whether nf_conntrack_buckets can be written (4.8+; before, only hashsize= resizes)."""
+    try:
+        return bool(os.stat(roots.proc_path(BUCKETS_FILES[0])).st_mode & 0o200)
+    except OSError:
+        return False
+
+
 def read_buckets(roots: Roots) -> tuple[int, str]:
     """Hash buckets: the sysctl (readable by all), else the module parameter."""
     paths = [roots.proc_path(p) for p in BUCKETS_FILES]

@@ -94,10 +94,7 @@ def detect_eras(roots: kernel.Roots) -> tuple[list[str], str]:
         return ["nf-5.15"], f"{roots.proc_path(STAT_FILE)} has the 5.15+ column chainlength"
     if "clashres" in columns:
         return ["nf-4"], f"{roots.proc_path(STAT_FILE)} has the 5.10-5.14 column clashres"
-    try:
-        writable = os.stat(roots.proc_path(kernel.BUCKETS_FILES[0])).st_mode & 0o200
-    except OSError:
-        writable = 0
+    writable = kernel.buckets_writable(roots)
     if writable and columns:
         return ["nf-4"], "nf_conntrack_buckets is writable (4.8+) and the stat file predates 5.10"
     if writable:
