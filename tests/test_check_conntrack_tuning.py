@@ -479,6 +479,23 @@ PROCESS = netns.Namespace("ns4026532999", "/proc/1234/ns/net")
 ANY_FILE = netns.Namespace("/run/docker/netns/abc", "/run/docker/netns/abc")
 
 
+def analysed(monkeypatch, values: list) -> Analysis:
+    """The analysis of a clean host whose namespaces hold these timeouts (``values`` is
+    what the analysis keeps: changing it later changes what it sees)."""
+    args = write_host("/t", kernel_tree(), root())
+    monkeypatch.setattr(netns, "read_each", lambda *a, **k: (values, []))
+    analysis = Analysis(kernel.Roots(args[1], args[3]), args[5], [ns for ns, _ in values],
+                        all_netns=True)
+    analysis.run()
+    return analysis
+
+
+def host_namespace() -> netns.Namespace:
+    host = netns.Namespace("host", "/proc/1/ns/net")
+    host.host = True
+    return host
+
+
 @pytest.mark.parametrize("ns, enter", [
     (WEB, "ip netns exec web "),
     (PROCESS, "nsenter --net=/proc/1234/ns/net "),
@@ -486,27 +503,18 @@ ANY_FILE = netns.Namespace("/run/docker/netns/abc", "/run/docker/netns/abc")
 ])
 def test_timeout_fix_in_another_namespace_enters_it_the_way_that_works(fs, monkeypatch, ns,
                                                                         enter):
-    args = write_host("/t", kernel_tree(), root())
-    host = netns.Namespace("host", "/proc/1/ns/net")
-    host.host = True
-    values = [(host, {"tcp_timeout_established": 86400}),
-              (ns, {"tcp_timeout_established": 432000})]
-    monkeypatch.setattr(netns, "read_each", lambda *a, **k: (values, []))
-    analysis = Analysis(kernel.Roots(args[1], args[3]), args[5], [host, ns], all_netns=True)
-    found = {f.id: f for f in analysis.run()}["timeout-tcp-established"]
+    analysis = analysed(monkeypatch, [(host_namespace(), {"tcp_timeout_established": 86400}),
+                                      (ns, {"tcp_timeout_established": 432000})])
+    found = {f.id: f for f in analysis.findings}["timeout-tcp-established"]
     assert found.now == enter + "sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=86400"
     assert found.persist.startswith("set it where the namespace is created")
 
 
 def test_tuned_at_runtime_looks_at_the_host_whatever_the_order(fs, monkeypatch):
-    args = write_host("/t", kernel_tree(), root())
-    host = netns.Namespace("host", "/proc/1/ns/net")
-    host.host = True
+    host = host_namespace()
     values = [(WEB, {"tcp_timeout_established": 7200}),
               (host, {"tcp_timeout_established": 432000})]
-    monkeypatch.setattr(netns, "read_each", lambda *a, **k: (values, []))
-    analysis = Analysis(kernel.Roots(args[1], args[3]), args[5], [WEB, host], all_netns=True)
-    analysis.run()
+    analysis = analysed(monkeypatch, values)
     assert not analysis.tuned_at_runtime()
     values.reverse()
     values[0] = (host, {"tcp_timeout_established": 7200})
