@@ -40,7 +40,7 @@ class Plugin(NamedTuple):
 
     @property
     def module(self) -> str:
-        return f"conntrack_checks.{self.name}"
+        return f"conntrack_checks.checks.{self.name}"
 
     @property
     def command(self) -> str:

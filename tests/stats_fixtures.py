@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from conntrack_checks import ctnetlink
+from conntrack_checks.kernel import ctnetlink
 
 HEADERS = {
     # ip_conntrack (2.6.18) and nf_conntrack up to ~2.6.2x: 16 columns.

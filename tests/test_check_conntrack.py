@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conntrack_checks import check_conntrack, check_conntrack_hash
+from conntrack_checks.checks import check_conntrack, check_conntrack_hash
 from kernel_trees import GENERATIONS, nf_tree, write_tree
 
 

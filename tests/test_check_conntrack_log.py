@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conntrack_checks import check_conntrack_log as ccl
-from conntrack_checks import kmsg, logfile, logmsg
+from conntrack_checks.checks import check_conntrack_log as ccl
 from conntrack_checks.errors import ProbeError
-from conntrack_checks.kernel import Roots
+from conntrack_checks.kernel.sysctl import Roots
+from conntrack_checks.logs import kmsg, logfile, logmsg
 
 NOW_FMT = "%b %d %H:%M:%S"
 
@@ -875,7 +875,7 @@ def test_report_section_reads_without_state(log, tmp_path, monkeypatch):
 
 
 def test_main_module_runs_as_a_script():
-    done = subprocess.run([sys.executable, "-c", "from conntrack_checks.check_conntrack_log "
+    done = subprocess.run([sys.executable, "-c", "from conntrack_checks.checks.check_conntrack_log "
                            "import main; main(['--help'])"], capture_output=True, text=True)
     assert done.returncode == 3 and "--window" in done.stdout
 
@@ -901,7 +901,7 @@ def test_auto_picks_one_source(monkeypatch, tmp_path):
 
 
 def test_a_hanging_journalctl_is_killed_at_the_timeout(run_main, tmp_path, monkeypatch):
-    from conntrack_checks import journal
+    from conntrack_checks.logs import journal
     fake = tmp_path / "journalctl"
     fake.write_text("#!/bin/sh\nexec sleep 60\n")
     fake.chmod(0o755)
@@ -914,7 +914,7 @@ def test_a_hanging_journalctl_is_killed_at_the_timeout(run_main, tmp_path, monke
 
 
 def test_report_section_keeps_the_journal_s_gaps(tmp_path, monkeypatch):
-    from conntrack_checks import journal
+    from conntrack_checks.logs import journal
     usec = int(time.time() * 1e6)
     entries = [{"__CURSOR": "c1", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "driver",
                 "MESSAGE": "Missed 5 kernel messages"},
@@ -932,7 +932,7 @@ def test_report_section_keeps_the_journal_s_gaps(tmp_path, monkeypatch):
 
 
 def test_journald_missed_messages_are_a_gap():
-    from conntrack_checks import journal
+    from conntrack_checks.logs import journal
     seen = journal.JournalRead()
     journal._driver(b"Missed 42 kernel messages", seen)
     journal._driver(b"Journal started", seen)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pyfakefs.helpers
 import pytest
 import stats_fixtures as fx
-from conntrack_checks import check_conntrack_stats as ccs
-from conntrack_checks import ctnetlink, deltas, state
+from conntrack_checks import deltas, state
+from conntrack_checks.checks import check_conntrack_stats as ccs
+from conntrack_checks.kernel import ctnetlink
 from kernel_trees import write_tree
 
 main = ccs.main

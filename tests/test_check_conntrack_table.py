@@ -9,9 +9,10 @@ import threading
 import time
 
 import pytest
-from conntrack_checks import check_conntrack_table, ctdump
+from conntrack_checks.checks import check_conntrack_table
 from conntrack_checks.errors import ProbeError
-from conntrack_checks.kernel import Roots
+from conntrack_checks.kernel import ctdump
+from conntrack_checks.kernel.sysctl import Roots
 from kernel_trees import nf_tree, write_tree
 from unprivileged import as_nobody
 

@@ -7,8 +7,8 @@ import os
 
 import pyfakefs.helpers
 import pytest
-from conntrack_checks import bootconf, kernel, netns, sizing
-from conntrack_checks.check_conntrack_tuning import Analysis, main, report_section
+from conntrack_checks.checks.check_conntrack_tuning import Analysis, main, report_section
+from conntrack_checks.kernel import bootconf, netns, sizing, sysctl
 from kernel_trees import NF, write_tree
 from tuning_trees import (
     GIB,
@@ -77,13 +77,13 @@ def test_era_by_content(fs, changes, eras):
     proc, sys_root = write_tree("/host", tree)
     if mode:
         os.chmod(proc + "/sys/net/netfilter/nf_conntrack_buckets", mode)
-    assert sizing.detect_eras(kernel.Roots(proc, sys_root))[0] == eras
+    assert sizing.detect_eras(sysctl.Roots(proc, sys_root))[0] == eras
 
 
 def test_era_of_ip_conntrack(fs):
     proc, sys_root = write_tree("/host", {"proc": {
         "sys/net/ipv4/netfilter/ip_conntrack_max": 65536}})
-    assert sizing.detect_eras(kernel.Roots(proc, sys_root))[0] == ["ip_conntrack"]
+    assert sizing.detect_eras(sysctl.Roots(proc, sys_root))[0] == ["ip_conntrack"]
 
 
 @pytest.mark.parametrize("kallsyms, ptr", [
@@ -92,7 +92,7 @@ def test_era_of_ip_conntrack(fs):
 ])
 def test_pointer_size_from_kallsyms(fs, kallsyms, ptr):
     proc, sys_root = write_tree("/host", {"proc": {"kallsyms": kallsyms}})
-    assert sizing.pointer_size(kernel.Roots(proc, sys_root))[0] == ptr
+    assert sizing.pointer_size(sysctl.Roots(proc, sys_root))[0] == ptr
 
 
 @pytest.mark.parametrize("slabinfo, objsize, held", [
@@ -106,7 +106,7 @@ def test_pointer_size_from_kallsyms(fs, kallsyms, ptr):
 def test_slab_object_size(fs, slabinfo, objsize, held):
     proc, sys_root = write_tree("/host", {"proc": {"slabinfo": "slabinfo - version: 2.1\n"
                                                                + slabinfo}})
-    slab = sizing.read_slab(kernel.Roots(proc, sys_root))
+    slab = sizing.read_slab(sysctl.Roots(proc, sys_root))
     assert (slab.objsize, slab.entry_bytes, slab.bytes_now) == (objsize, objsize, held)
 
 
@@ -116,14 +116,14 @@ def test_slab_from_sysfs_first(fs):
                                                   "kernel/slab/nf_conntrack/objects": "70 N0=70",
                                                   "kernel/slab/nf_conntrack/slabs": "6 N0=6",
                                                   "kernel/slab/nf_conntrack/order": 1}})
-    slab = sizing.read_slab(kernel.Roots(proc, sys_root))
+    slab = sizing.read_slab(sysctl.Roots(proc, sys_root))
     assert (slab.objsize, slab.active, slab.bytes_now) == (320, 70, 6 * 8192)
     assert slab.source == "/host/sys/kernel/slab/nf_conntrack/slab_size"
 
 
 def test_slab_absent_or_root_only_falls_back_to_typical_size(fs):
     proc, sys_root = write_tree("/host", {"proc": {"meminfo": "MemTotal: 1 kB\n"}})
-    roots = kernel.Roots(proc, sys_root)
+    roots = sysctl.Roots(proc, sys_root)
     assert sizing.read_slab(roots).entry_bytes == 320
     fs.create_file(proc + "/slabinfo", contents="x", st_mode=0o100400)
     os.chown(proc + "/slabinfo", 0, 0)
@@ -484,7 +484,7 @@ def analysed(monkeypatch, values: list) -> Analysis:
     what the analysis keeps: changing it later changes what it sees)."""
     args = write_host("/t", kernel_tree(), root())
     monkeypatch.setattr(netns, "read_each", lambda *a, **k: (values, []))
-    analysis = Analysis(kernel.Roots(args[1], args[3]), args[5], [ns for ns, _ in values],
+    analysis = Analysis(sysctl.Roots(args[1], args[3]), args[5], [ns for ns, _ in values],
                         all_netns=True)
     analysis.run()
     return analysis
@@ -561,7 +561,7 @@ def test_bad_arguments_are_one_line_unknown(run_main, argv, words):
 def test_report_section_is_json_data(fs):
     changes = {"limit": 524288, "timeouts": {"udp_timeout": 600}}
     write_host("/t", kernel_tree(**changes), root())
-    section = report_section(kernel.Roots("/t/host/proc", "/t/host/sys"), config_root="/t/cfg")
+    section = report_section(sysctl.Roots("/t/host/proc", "/t/host/sys"), config_root="/t/cfg")
     again = json.loads(json.dumps(section))
     assert again["status"] == "warning"
     assert [f["id"] for f in again["findings"]] == ["persist-max", "persist-udp", "timeout-udp"]
@@ -579,13 +579,13 @@ def test_report_section_is_json_data(fs):
 
 def test_report_section_ignores_and_fails_like_the_plugin(fs):
     write_host("/t", kernel_tree(timeouts={"udp_timeout": 600}), root())
-    roots = kernel.Roots("/t/host/proc", "/t/host/sys")
+    roots = sysctl.Roots("/t/host/proc", "/t/host/sys")
     section = report_section(roots, config_root="/t/cfg", ignore=["*-udp"])
     assert (section["status"], section["findings"]) == ("ok", [])
     from conntrack_checks.errors import ModuleMissing
 
     with pytest.raises(ModuleMissing):
-        report_section(kernel.Roots("/nowhere/proc", "/nowhere/sys"))
+        report_section(sysctl.Roots("/nowhere/proc", "/nowhere/sys"))
 
 
 def test_ip_conntrack_era_uses_its_own_names(fs, run_main):

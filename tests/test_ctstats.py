@@ -10,9 +10,9 @@ import sys
 
 import pytest
 import stats_fixtures as fx
-from conntrack_checks import ctnetlink, ctstats
 from conntrack_checks.errors import ModuleMissing, ProbeError
-from conntrack_checks.kernel import Roots
+from conntrack_checks.kernel import ctnetlink, ctstats
+from conntrack_checks.kernel.sysctl import Roots
 from kernel_trees import write_tree
 
 
@@ -230,9 +230,9 @@ def test_netlink_source_even_with_the_file(tmp_path, monkeypatch):
 
 
 def test_the_default_path_imports_no_socket():
-    code = ("import sys; from conntrack_checks import check_conntrack_stats, ctstats; "
-            "ctstats.read(ctstats.kernel.Roots()); "
-            "print('socket' in sys.modules, 'conntrack_checks.ctnetlink' in sys.modules)")
+    code = ("import sys; from conntrack_checks.checks import check_conntrack_stats; "
+            "from conntrack_checks.kernel import ctstats; ctstats.read(ctstats.sysctl.Roots()); "
+            "print('socket' in sys.modules, 'conntrack_checks.kernel.ctnetlink' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout == "False False\n"
@@ -264,7 +264,7 @@ def test_report_section_raises_for_the_report(tmp_path):
 
 
 def test_report_section_of_this_kernel_and_the_plugin_name():
-    from conntrack_checks.check_conntrack_stats import report_section
+    from conntrack_checks.checks.check_conntrack_stats import report_section
 
     section = report_section()
     assert section["source"] == "proc"

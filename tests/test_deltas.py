@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conntrack_checks import deltas
-from conntrack_checks.ctstats import Snapshot
+from conntrack_checks.kernel.ctstats import Snapshot
 
 NAMES = ["drop", "early_drop", "insert_failed"]
 

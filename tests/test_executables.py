@@ -98,14 +98,14 @@ def test_missing_library_is_unknown_not_a_traceback(name):
 ], ids=["200k-then-exit-2", "return", "exit-none", "exit-message"])
 def test_execute_flushes_and_exits_with_main_s_code(body, code, out, err):
     """plugin.execute skips the interpreter's teardown: nothing written may be lost."""
-    program = ("import sys\nfrom conntrack_checks.plugin import execute\n"
+    program = ("import sys\nfrom conntrack_checks.nagios.plugin import execute\n"
                f"def main():\n    {body}\nexecute(main)\nprint('never here')\n")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (code, out, err)
 
 
 def test_execute_leaves_other_errors_to_python():
-    program = ("from conntrack_checks.plugin import execute\n"
+    program = ("from conntrack_checks.nagios.plugin import execute\n"
                "def main():\n    raise ValueError('bug')\nexecute(main)\n")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert done.returncode == 1 and "ValueError: bug" in done.stderr

@@ -6,8 +6,8 @@ import os
 
 import pyfakefs.helpers
 import pytest
-from conntrack_checks import kernel
 from conntrack_checks.errors import ModuleMissing, ProbeError
+from conntrack_checks.kernel import sysctl
 from kernel_trees import GENERATIONS, nf_tree, write_tree
 
 
@@ -15,7 +15,7 @@ from kernel_trees import GENERATIONS, nf_tree, write_tree
 def roots(fs):
     def make(tree):
         proc, sys_root = write_tree("/host", tree)
-        return kernel.Roots(proc, sys_root)
+        return sysctl.Roots(proc, sys_root)
 
     return make
 
@@ -23,7 +23,7 @@ def roots(fs):
 @pytest.mark.parametrize("generation", sorted(GENERATIONS))
 def test_each_generation_gives_count_max_buckets(roots, generation):
     tree, count, limit, buckets, count_file = GENERATIONS[generation]
-    size = kernel.read_table_size(roots(tree), buckets=True)
+    size = sysctl.read_table_size(roots(tree), buckets=True)
     assert (size.count, size.max, size.buckets) == (count, limit, buckets)
     assert size.sources["count"] == "/host/proc/" + count_file
 
@@ -31,7 +31,7 @@ def test_each_generation_gives_count_max_buckets(roots, generation):
 def test_max_from_the_ipv4_alias_alone(roots):
     tree = {"proc": {"sys/net/ipv4/netfilter/ip_conntrack_count": 5,
                      "sys/net/ipv4/ip_conntrack_max": 4096}}
-    size = kernel.read_table_size(roots(tree))
+    size = sysctl.read_table_size(roots(tree))
     assert (size.count, size.max) == (5, 4096)
     assert size.sources["max"] == "/host/proc/sys/net/ipv4/ip_conntrack_max"
 
@@ -39,7 +39,7 @@ def test_max_from_the_ipv4_alias_alone(roots):
 def test_max_from_proc_sys_net_when_netfilter_dir_lacks_it(roots):
     tree = nf_tree(1, 2, 3)
     del tree["proc"]["sys/net/netfilter/nf_conntrack_max"]
-    size = kernel.read_table_size(roots(tree))
+    size = sysctl.read_table_size(roots(tree))
     assert size.max == 2
     assert size.sources["max"] == "/host/proc/sys/net/nf_conntrack_max"
 
@@ -47,7 +47,7 @@ def test_max_from_proc_sys_net_when_netfilter_dir_lacks_it(roots):
 def test_buckets_fall_back_to_the_module_parameter(roots):
     tree = nf_tree(10, 100, 16384)
     del tree["proc"]["sys/net/netfilter/nf_conntrack_buckets"]
-    size = kernel.read_table_size(roots(tree), buckets=True)
+    size = sysctl.read_table_size(roots(tree), buckets=True)
     assert size.buckets == 16384
     assert size.sources["buckets"] == "/host/sys/module/nf_conntrack/parameters/hashsize"
 
@@ -55,13 +55,13 @@ def test_buckets_fall_back_to_the_module_parameter(roots):
 def test_module_not_loaded(roots):
     r = roots({"proc": {"sys/net/netfilter/nf_log/2": "NONE"}, "sys": {"module/x/refcnt": 1}})
     with pytest.raises(ModuleMissing, match="not loaded"):
-        kernel.read_table_size(r)
+        sysctl.read_table_size(r)
 
 
 def test_loaded_module_without_sysctls_is_not_called_missing(roots):
     r = roots({"proc": {}, "sys": {"module/nf_conntrack/refcnt": 1}})
     with pytest.raises(ProbeError, match=r"loaded but .* missing") as err:
-        kernel.read_table_size(r)
+        sysctl.read_table_size(r)
     assert not isinstance(err.value, ModuleMissing)
 
 
@@ -79,7 +79,7 @@ def test_garbage_count_names_file_and_fix(roots, content, words):
     tree = nf_tree(0, 100, 100)
     tree["proc"]["sys/net/netfilter/nf_conntrack_count"] = content
     with pytest.raises(ProbeError) as err:
-        kernel.read_table_size(roots(tree))
+        sysctl.read_table_size(roots(tree))
     assert words in str(err.value)
     assert "/host/proc/sys/net/netfilter/nf_conntrack_count" in str(err.value)
 
@@ -87,12 +87,12 @@ def test_garbage_count_names_file_and_fix(roots, content, words):
 def test_whitespace_around_a_value_is_fine(roots):
     tree = nf_tree(0, 100, 100)
     tree["proc"]["sys/net/netfilter/nf_conntrack_count"] = "  42 \n"
-    assert kernel.read_table_size(roots(tree)).count == 42
+    assert sysctl.read_table_size(roots(tree)).count == 42
 
 
 def test_zero_buckets_is_rejected(roots):
     with pytest.raises(ProbeError, match="0 buckets"):
-        kernel.read_table_size(roots(nf_tree(1, 1, 0)), buckets=True)
+        sysctl.read_table_size(roots(nf_tree(1, 1, 0)), buckets=True)
 
 
 @pytest.fixture
@@ -118,14 +118,14 @@ def test_permission_denied_names_file_and_fix(fs, as_user):
     as_user()
     with pytest.raises(ProbeError, match=r"cannot read .*nf_conntrack_count: permission "
                                          "denied; run the plugin as root"):
-        kernel.read_table_size(kernel.Roots(proc, "/host/sys"))
+        sysctl.read_table_size(sysctl.Roots(proc, "/host/sys"))
 
 
 def test_root_only_hashsize_is_not_needed_when_the_sysctl_exists(fs, as_user):
     proc, sys_root = write_tree("/host", nf_tree(1, 100, 64))
     root_only(sys_root + "/module/nf_conntrack/parameters/hashsize")
     as_user()
-    assert kernel.read_table_size(kernel.Roots(proc, sys_root), buckets=True).buckets == 64
+    assert sysctl.read_table_size(sysctl.Roots(proc, sys_root), buckets=True).buckets == 64
 
 
 def test_root_only_hashsize_alone_is_permission_denied(fs, as_user):
@@ -136,9 +136,9 @@ def test_root_only_hashsize_alone_is_permission_denied(fs, as_user):
     root_only(path)
     as_user()
     with pytest.raises(ProbeError, match="hashsize: permission denied"):
-        kernel.read_table_size(kernel.Roots(proc, sys_root), buckets=True)
+        sysctl.read_table_size(sysctl.Roots(proc, sys_root), buckets=True)
 
 
 def test_usage_and_unlimited_max():
-    assert kernel.TableSize(50, 200, None, {}).usage == 25.0
-    assert kernel.TableSize(50, 0, None, {}).usage is None
+    assert sysctl.TableSize(50, 200, None, {}).usage == 25.0
+    assert sysctl.TableSize(50, 0, None, {}).usage is None

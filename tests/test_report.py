@@ -8,8 +8,9 @@ import sys
 import types
 
 import pytest
-from conntrack_checks import kernel, report
 from conntrack_checks.errors import ProbeError
+from conntrack_checks.kernel import sysctl
+from conntrack_checks.report import report
 from tuning_trees import kernel_tree, root, write_host
 
 
@@ -20,7 +21,7 @@ def host(tmp_path, monkeypatch):
 
     def make(changes=None, files=None):
         args = write_host(tmp_path, kernel_tree(**(changes or {})), root(files))
-        return kernel.Roots(args[1], args[3]), args[5]
+        return sysctl.Roots(args[1], args[3]), args[5]
 
     return make
 
@@ -104,10 +105,10 @@ def test_colour_only_on_a_terminal(monkeypatch, choice, tty, no_color, colour):
 
 
 def peer(monkeypatch, name, function):
-    module = types.ModuleType(f"conntrack_checks.{name}")
+    module = types.ModuleType(f"conntrack_checks.checks.{name}")
     if function is not None:
         module.report_section = function
-    monkeypatch.setitem(sys.modules, f"conntrack_checks.{name}", module)
+    monkeypatch.setitem(sys.modules, f"conntrack_checks.checks.{name}", module)
 
 
 def test_each_section_stands_alone(host, monkeypatch):
@@ -151,7 +152,7 @@ def test_each_section_stands_alone(host, monkeypatch):
 def test_not_loaded_is_said_once_and_sections_degrade(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "PEER_SECTIONS", ())
     args = write_host(tmp_path, {"proc": {"meminfo": "MemTotal: 1 kB\n"}, "sys": {}}, root())
-    data = report.gather(kernel.Roots(args[1], args[3]), args[5], as_root=False)
+    data = report.gather(sysctl.Roots(args[1], args[3]), args[5], as_root=False)
     text = report.render_text(fixed(data), report.Paint(False))
     assert text.splitlines()[1].startswith("nf_conntrack is not loaded: no connections are "
                                            "tracked")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from conntrack_checks.check_conntrack_tuning import TIMEOUTS
+from conntrack_checks.checks.check_conntrack_tuning import TIMEOUTS
 from kernel_trees import NF, nf_tree, write_tree
 
 GIB = 1 << 30

@@ -1,4 +1,15 @@
-"""conntrack-checks: Nagios/Icinga plugins for the netfilter connection-tracking table."""
+"""conntrack-checks: Nagios/Icinga plugins for the netfilter connection-tracking table.
+
+The layers, lowest first (HACKING.rst has the rules):
+
+- errors, state, deltas: exceptions with their fixes; state between runs.
+- kernel/: what the running kernel says (sysctl, netns, ctstats, ctnetlink, ctdump,
+  sizing, bootconf).
+- logs/: the kernel's log (logmsg wordings; logfile, kmsg and journal sources).
+- nagios/: argparse and nagiosplugin plumbing shared by the checks.
+- checks/: one module per executable.
+- report/: conntrack-report, the on-call page.
+"""
 
 import sys
 import types

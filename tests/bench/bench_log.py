@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conntrack_checks import logmsg
+from conntrack_checks.logs import logmsg
 
 BIN = Path(sys.executable).parent
 PLUGIN = str(BIN / "check_conntrack_log")

@@ -27,7 +27,7 @@ REPORT = str(Path(sys.executable).parent / "conntrack-report")  # as run_plugin 
 
 
 def installed(module: str) -> bool:
-    return importlib.util.find_spec(f"conntrack_checks.{module}") is not None
+    return importlib.util.find_spec(f"conntrack_checks.checks.{module}") is not None
 
 
 def buckets() -> int:

@@ -11,8 +11,8 @@ import json
 import re
 
 import pytest
-from conntrack_checks import ctstats, netns
-from conntrack_checks.kernel import Roots
+from conntrack_checks.kernel import ctstats, netns
+from conntrack_checks.kernel.sysctl import Roots
 from lab import Lab, need_root_tools, run
 
 PLUGIN = "check_conntrack_stats"

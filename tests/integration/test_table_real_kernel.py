@@ -15,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conntrack_checks import check_conntrack_table
-from conntrack_checks.kernel import Roots
-from conntrack_checks.netns import named
+from conntrack_checks.checks import check_conntrack_table
+from conntrack_checks.kernel.netns import named
+from conntrack_checks.kernel.sysctl import Roots
 from lab import Lab, need_root_tools, run
 
 SENDER = str(Path(__file__).with_name("table_flows.py"))

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import nagiosplugin
 
-from . import plugin
-from .usage import TableResource
+from ..nagios import plugin
+from ..nagios.usage import TableResource
 
 NAME = "CONNTRACK HASH"
 

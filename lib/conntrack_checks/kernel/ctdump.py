@@ -20,8 +20,8 @@ from operator import itemgetter
 
 import nagiosplugin
 
-from . import kernel
-from .errors import ProbeError
+from ..errors import ProbeError
+from . import sysctl
 
 PROC_FILES = ("net/nf_conntrack", "net/ip_conntrack")
 CONNTRACK_TOOLS = ("/usr/sbin/conntrack", "/sbin/conntrack", "/usr/bin/conntrack")
@@ -296,7 +296,7 @@ def _first_existing(paths) -> str | None:
     return None
 
 
-def open_proc(roots: kernel.Roots) -> tuple[int, str] | None:
+def open_proc(roots: sysctl.Roots) -> tuple[int, str] | None:
     """The proc table file of the current namespace, opened; None if absent."""
     for rel in PROC_FILES:
         path = roots.proc_path(rel)
@@ -344,7 +344,7 @@ def _stop(child) -> bytes:
     return err
 
 
-def dump_proc(roots: kernel.Roots, tally: Tally, expected: int = 0) -> bool:
+def dump_proc(roots: sysctl.Roots, tally: Tally, expected: int = 0) -> bool:
     """Count the proc file of the current namespace; False if there is none."""
     opened = open_proc(roots)
     if opened is None:
@@ -403,7 +403,7 @@ def _words(err: bytes) -> str:
     return text.split("): ", 1)[-1][:200] or "no message"
 
 
-def dump(roots: kernel.Roots, tally: Tally, source: str = "auto", expected: int = 0) -> None:
+def dump(roots: sysctl.Roots, tally: Tally, source: str = "auto", expected: int = 0) -> None:
     """Count the table of the current namespace from ``source``.
 
     auto: the proc file where the kernel has one, else `conntrack -L`. A proc

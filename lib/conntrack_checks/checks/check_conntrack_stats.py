@@ -29,9 +29,11 @@ import re
 import nagiosplugin
 from nagiosplugin.state import Ok, Unknown
 
-from . import ctstats, deltas, netns, plugin, state
-from .errors import ModuleMissing
-from .kernel import Roots
+from .. import deltas, state
+from ..errors import ModuleMissing
+from ..kernel import ctstats, netns
+from ..kernel.sysctl import Roots
+from ..nagios import plugin
 
 NAME = "CONNTRACK STATS"
 PLUGIN = "check_conntrack_stats"

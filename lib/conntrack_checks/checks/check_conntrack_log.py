@@ -30,9 +30,11 @@ import time
 import nagiosplugin
 from nagiosplugin.state import Warn
 
-from . import logmsg, plugin, state
-from .errors import ProbeError
-from .logmsg import EXPECT_FULL, SUPPRESSED, TABLE_FULL, Finding
+from .. import state
+from ..errors import ProbeError
+from ..logs import logmsg
+from ..logs.logmsg import EXPECT_FULL, SUPPRESSED, TABLE_FULL, Finding
+from ..nagios import plugin
 
 NAME = "CONNTRACK LOG"
 PLUGIN = "check_conntrack_log"
@@ -107,7 +109,7 @@ def netns_names(run_dir: str) -> dict[int, str]:
 
 
 def host_inode(proc_root: str) -> int | None:
-    from . import netns
+    from ..kernel import netns
     key = netns.host_key(proc_root)
     return None if key is None else key[1]
 
@@ -116,7 +118,7 @@ def target_netns(args) -> int | None:
     """The namespace inode --netns/--netns-path ask for (None: all)."""
     if not (args.netns or args.netns_path):
         return None
-    from . import netns
+    from ..kernel import netns
     if not args.netns:
         return netns.from_path(args.netns_path).inode
     try:
@@ -320,7 +322,7 @@ class Scan:
 
 def scan_files(files, pos: dict, events: Events, scan: Scan, args, first: bool,
                budget) -> dict:
-    from . import logfile
+    from ..logs import logfile
     new = {}
     tally = logfile.Tally()
     for path in files:
@@ -346,7 +348,7 @@ def scan_files(files, pos: dict, events: Events, scan: Scan, args, first: bool,
 
 def scan_kmsg(old: dict, events: Events, scan: Scan, args, first: bool,
               deadline: float) -> dict:
-    from . import kmsg
+    from ..logs import kmsg
     boot = state.boot_id(args.proc_root)
     origin = kmsg.boot_time()
     after = old.get("seq")
@@ -386,7 +388,7 @@ def _ignore(*_):
 
 def scan_journal(old: dict, events: Events, scan: Scan, args, first: bool,
                  deadline: float) -> dict:
-    from . import journal
+    from ..logs import journal
     if first and not args.lookback:
         seen = journal.read(None, _ignore, tail=True, directory=args.journal_dir)
         scan.baseline = True
@@ -468,7 +470,7 @@ class KernelLog(nagiosplugin.Resource):
     def read_source(self, data, events, first, deadline):
         args, scan = self.args, self.scan
         if self.source == "file":
-            from .logfile import Budget
+            from ..logs.logfile import Budget
             budget = Budget(args.max_bytes, deadline)
             data["files"] = scan_files(self.files, data.get("files", {}), events, scan, args,
                                        first, budget)
@@ -664,7 +666,7 @@ def report_section(roots, since_seconds: int = 86400, source: str = "auto",
     file, and returns JSON-able data; raises ProbeError when nothing can be
     read.
     """
-    from .kmsg import boot_time
+    from ..logs.kmsg import boot_time
 
     now = time.time()
     data: dict = {}
@@ -679,12 +681,12 @@ def report_section(roots, since_seconds: int = 86400, source: str = "auto",
         try:
             if candidate == "kmsg":
                 origin = boot_time()
-                from . import kmsg
+                from ..logs import kmsg
                 seen = kmsg.read(kmsg_path, None, lambda seq, usec, text, o=origin:
                                  events.message(o + usec / 1e6, text))
                 lost = seen.lost
             elif candidate == "journal":
-                from . import journal
+                from ..logs import journal
                 if source == "auto" and not journal_present():
                     raise ProbeError("no journal files")
                 seen = journal.read(None, events.message, since=now - since_seconds)
@@ -693,7 +695,7 @@ def report_section(roots, since_seconds: int = 86400, source: str = "auto",
             else:
                 args.source = "file"
                 files = choose_source(args)[1]
-                from .logfile import Budget
+                from ..logs.logfile import Budget
                 scan_files(files, {}, events, scan, args, True,
                            Budget(args.max_bytes, time.monotonic() + args.timeout))
             used = candidate

@@ -16,7 +16,7 @@ import sys
 import nagiosplugin
 from nagiosplugin.state import Critical, Ok, Unknown, Warn
 
-from . import __version__
+from .. import __version__
 
 UNKNOWN_EXIT = 3
 

@@ -21,7 +21,7 @@ import re
 import subprocess
 import time
 
-from .errors import ProbeError
+from ..errors import ProbeError
 
 JOURNALCTL = ("/usr/bin/journalctl", "/bin/journalctl")
 _MISSED = re.compile(r"Missed (\d+) kernel messages|/dev/kmsg buffer overrun")

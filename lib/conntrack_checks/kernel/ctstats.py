@@ -17,8 +17,8 @@ Counters are unsigned 32-bit per CPU and wrap. Names follow ``conntrack -S``
 
 from __future__ import annotations
 
-from . import kernel
-from .errors import ModuleMissing, ProbeError
+from ..errors import ModuleMissing, ProbeError
+from . import sysctl
 
 STAT_FILES = ("net/stat/nf_conntrack", "net/stat/ip_conntrack")
 # Column of the proc file -> name of the counter (as ctnetlink names it).
@@ -100,19 +100,19 @@ def parse_stat_file(text: str, path: str) -> Snapshot:
     return Snapshot("proc", path, names, cpus, entries)
 
 
-def read_proc(roots: kernel.Roots) -> Snapshot | None:
+def read_proc(roots: sysctl.Roots) -> Snapshot | None:
     """The stat file of the current namespace; None when no such file exists."""
     for rel in STAT_FILES:
         path = roots.proc_path(rel)
         try:
-            text = kernel.read_text(path, limit=STAT_FILE_LIMIT)
+            text = sysctl.read_text(path, limit=STAT_FILE_LIMIT)
         except FileNotFoundError:
             continue
         return parse_stat_file(text, path)
     return None
 
 
-def read_netlink(roots: kernel.Roots, where: str = "in this namespace") -> Snapshot:
+def read_netlink(roots: sysctl.Roots, where: str = "in this namespace") -> Snapshot:
     from . import ctnetlink  # socket and struct only on this path
 
     rows = ctnetlink.read_stats_cpu(where)
@@ -120,19 +120,19 @@ def read_netlink(roots: kernel.Roots, where: str = "in this namespace") -> Snaps
     for _, values in rows:
         names.extend(n for n in values if n not in names)
     try:
-        entries = kernel.read_count(roots)[0]
+        entries = sysctl.read_count(roots)[0]
     except ProbeError:
         entries = None
     return Snapshot("netlink", NETLINK_ORIGIN, names, rows, entries)
 
 
-def read(roots: kernel.Roots, source: str = "auto", where: str = "in this namespace") -> Snapshot:
+def read(roots: sysctl.Roots, source: str = "auto", where: str = "in this namespace") -> Snapshot:
     """The counters from ``source``: auto = the proc file, else ctnetlink."""
     if source != "netlink":
         found = read_proc(roots)
         if found is not None:
             return found
-        if not kernel.module_loaded(roots):
+        if not sysctl.module_loaded(roots):
             raise ModuleMissing("nf_conntrack is not loaded: no connections are tracked "
                                 f"(no {roots.proc_path(STAT_FILES[0])})")
         if source == "proc":
@@ -144,21 +144,21 @@ def read(roots: kernel.Roots, source: str = "auto", where: str = "in this namesp
         except ProbeError as exc:
             raise ProbeError(f"no {roots.proc_path(STAT_FILES[0])} ({PROCFS_MISSING}) "
                              f"and {exc}") from None
-    if not kernel.module_loaded(roots):
+    if not sysctl.module_loaded(roots):
         # ctnetlink would load nf_conntrack: a check must not change the system.
         raise ModuleMissing("nf_conntrack is not loaded: no connections are tracked "
-                            f"(no {roots.sys_path(kernel.MODULE_DIRS[0])})")
+                            f"(no {roots.sys_path(sysctl.MODULE_DIRS[0])})")
     return read_netlink(roots, where)
 
 
-def report_section(roots: kernel.Roots | None = None, source: str = "auto") -> dict:
+def report_section(roots: sysctl.Roots | None = None, source: str = "auto") -> dict:
     """The counters of the current namespace for conntrack-report, as JSON-able data.
 
     Totals count since the namespace was created or nf_conntrack loaded;
     each CPU's value is modulo 2^32. Raises ProbeError (ModuleMissing when
     nf_conntrack is not loaded). No state is read or written.
     """
-    snap = read(roots or kernel.Roots(), source)
+    snap = read(roots or sysctl.Roots(), source)
     totals = snap.totals()
     estimate = None
     if snap.has_clash_resolve:

@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 
-from .errors import ProbeError
+from ..errors import ProbeError
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1

@@ -13,7 +13,7 @@ import os
 import re
 from contextlib import contextmanager
 
-from .errors import ModuleMissing, ProbeError
+from ..errors import ModuleMissing, ProbeError
 
 CLONE_NEWNET = 0x40000000
 # Where `ip netns add` bind-mounts the namespaces it names.

@@ -15,7 +15,7 @@ import errno
 import os
 import time
 
-from .errors import ProbeError
+from ..errors import ProbeError
 
 KMSG = "/dev/kmsg"
 RECORD = 16384  # above the kernel's record limit (8 KiB), else EINVAL

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import nagiosplugin
 
-from . import kernel, netns
-from .errors import ModuleMissing
+from ..errors import ModuleMissing
+from ..kernel import netns, sysctl
 
 
 class NamespaceCount:
@@ -31,7 +31,7 @@ class TableResource(nagiosplugin.Resource):
 
     def __init__(self, args):
         self.args = args
-        self.roots = kernel.Roots(args.proc_root, args.sys_root)
+        self.roots = sysctl.Roots(args.proc_root, args.sys_root)
         self.max = None
         self.buckets = None
         self.sources: dict[str, str] = {}
@@ -44,11 +44,11 @@ class TableResource(nagiosplugin.Resource):
 
     def read(self) -> None:
         namespaces, self.all_netns = netns.selected(self.args, self.roots.proc)
-        self.max, self.sources["max"] = kernel.read_max(self.roots)
+        self.max, self.sources["max"] = sysctl.read_max(self.roots)
         if self.want_buckets:
-            self.buckets, self.sources["buckets"] = kernel.read_buckets(self.roots)
+            self.buckets, self.sources["buckets"] = sysctl.read_buckets(self.roots)
         done, self.unreadable = netns.read_each(
-            namespaces, lambda ns: kernel.read_count(self.roots), self.all_netns)
+            namespaces, lambda ns: sysctl.read_count(self.roots), self.all_netns)
         self.counts = [NamespaceCount(ns, count, source) for ns, (count, source) in done]
         self._explain_sources()
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-from . import kernel
-from .errors import ProbeError
+from ..errors import ProbeError
+from . import sysctl
 
 GIB = 1 << 30
 # Typical nf_conntrack object size of an x86-64 distribution kernel, used
@@ -78,10 +78,10 @@ ERAS = {
 STAT_FILE = "net/stat/nf_conntrack"
 
 
-def detect_eras(roots: kernel.Roots) -> tuple[list[str], str]:
+def detect_eras(roots: sysctl.Roots) -> tuple[list[str], str]:
     """Candidate generations of the running kernel and the evidence for them."""
-    if not os.path.exists(roots.proc_path(kernel.MAX_FILES[0])) and any(
-            os.path.exists(roots.proc_path(p)) for p in kernel.MAX_FILES[2:]):
+    if not os.path.exists(roots.proc_path(sysctl.MAX_FILES[0])) and any(
+            os.path.exists(roots.proc_path(p)) for p in sysctl.MAX_FILES[2:]):
         return ["ip_conntrack"], "only ip_conntrack sysctls exist"
     header = ""
     try:
@@ -94,7 +94,7 @@ def detect_eras(roots: kernel.Roots) -> tuple[list[str], str]:
         return ["nf-5.15"], f"{roots.proc_path(STAT_FILE)} has the 5.15+ column chainlength"
     if "clashres" in columns:
         return ["nf-4"], f"{roots.proc_path(STAT_FILE)} has the 5.10-5.14 column clashres"
-    writable = kernel.buckets_writable(roots)
+    writable = sysctl.buckets_writable(roots)
     if writable and columns:
         return ["nf-4"], "nf_conntrack_buckets is writable (4.8+) and the stat file predates 5.10"
     if writable:
@@ -102,11 +102,11 @@ def detect_eras(roots: kernel.Roots) -> tuple[list[str], str]:
     return ["nf-2.6", "nf-4"], "nf_conntrack_buckets is read-only (before 4.8)"
 
 
-def read_ram(roots: kernel.Roots) -> tuple[int, str]:
+def read_ram(roots: sysctl.Roots) -> tuple[int, str]:
     """MemTotal in bytes (totalram_pages, what the kernel's formula uses)."""
     path = roots.proc_path("meminfo")
     try:
-        text = kernel.read_text(path)
+        text = sysctl.read_text(path)
     except FileNotFoundError:
         raise ProbeError(f"no {path}: check --proc-root") from None
     for line in text.splitlines():
@@ -117,7 +117,7 @@ def read_ram(roots: kernel.Roots) -> tuple[int, str]:
     raise ProbeError(f"{path} has no MemTotal line: check --proc-root")
 
 
-def pointer_size(roots: kernel.Roots) -> tuple[int, str]:
+def pointer_size(roots: sysctl.Roots) -> tuple[int, str]:
     """The kernel's pointer size, from the width of /proc/kallsyms addresses."""
     path = roots.proc_path("kallsyms")
     try:
@@ -157,7 +157,7 @@ def _is_conntrack_cache(name: str) -> bool:
 SYSFS_SLAB = "kernel/slab/nf_conntrack"
 
 
-def read_slab(roots: kernel.Roots) -> Slab:
+def read_slab(roots: sysctl.Roots) -> Slab:
     """The nf_conntrack cache from SLUB's sysfs files (small), else /proc/slabinfo."""
     base = roots.sys_path(SYSFS_SLAB)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
-from .errors import ModuleMissing, ProbeError
+from ..errors import ModuleMissing, ProbeError
 
 # nf_conntrack (2.6.15+) first, then the ip_conntrack era (<= 2.6.22 and
 # nf_conntrack's PROC_COMPAT up to 4.8).

@@ -20,8 +20,10 @@ import os
 import sys
 import time
 
-from . import __version__, kernel, netns, plugin, usage
-from .errors import ModuleMissing, ProbeError
+from .. import __version__
+from ..errors import ModuleMissing, ProbeError
+from ..kernel import netns, sysctl
+from ..nagios import plugin, usage
 
 STATUS_EXIT = {"ok": 0, "warning": 1, "critical": 2}
 COLOURS = {"ok": "32", "warning": "33", "critical": "31", "unknown": "35", "heading": "1",
@@ -39,9 +41,9 @@ class NotAvailable(Exception):
     """A section that cannot be shown; the message says why."""
 
 
-def usage_section(roots: kernel.Roots, as_root: bool) -> dict:
+def usage_section(roots: sysctl.Roots, as_root: bool) -> dict:
     """Entries of each namespace against the max, read as check_conntrack reads them."""
-    from .check_conntrack import usage_ranges
+    from ..checks.check_conntrack import usage_ranges
 
     every = False
     if as_root:  # a --proc-root tree without processes has no namespaces to enter
@@ -85,7 +87,7 @@ def state_of(value: float, warning, critical) -> str:
 
 
 def hash_section(table) -> dict:
-    from .check_conntrack_hash import parser
+    from ..checks.check_conntrack_hash import parser
 
     # The plugin's default thresholds (Range objects; no command line is parsed).
     limits = parser()
@@ -116,9 +118,9 @@ def inside(ns, function, *args):
         return function(*args)
 
 
-def peer_section(module: str, roots: kernel.Roots, kwargs: dict) -> dict:
+def peer_section(module: str, roots: sysctl.Roots, kwargs: dict) -> dict:
     try:
-        found = importlib.import_module(f"conntrack_checks.{module}")
+        found = importlib.import_module(f"conntrack_checks.checks.{module}")
     except ImportError as exc:
         raise NotAvailable(f"{module} is not part of this installation ({exc})") from None
     function = getattr(found, "report_section", None)
@@ -127,7 +129,7 @@ def peer_section(module: str, roots: kernel.Roots, kwargs: dict) -> dict:
     return function(roots, **kwargs)
 
 
-def gather(roots: kernel.Roots, config_root: str = "/", as_root: bool | None = None) -> dict:
+def gather(roots: sysctl.Roots, config_root: str = "/", as_root: bool | None = None) -> dict:
     if as_root is None:
         as_root = os.geteuid() == 0
     report = {"host": os.uname().nodename, "kernel": os.uname().release,
@@ -166,11 +168,11 @@ def gather(roots: kernel.Roots, config_root: str = "/", as_root: bool | None = N
         if name == "counters" and fullest is not None:
             run("counters_fullest", f"{title} (netns {fullest.name}, the fullest)",
                 lambda m=module, k=kwargs: inside(fullest, peer_section, m, roots, k))
-    from .check_conntrack_tuning import report_section
+    from ..checks.check_conntrack_tuning import report_section
 
     run("tuning", "Tuning", lambda: report_section(roots, config_root=config_root))
     try:
-        kernel.read_count(roots)
+        sysctl.read_count(roots)
         report["loaded"] = True
     except ModuleMissing as exc:
         report["loaded"] = False
@@ -238,7 +240,7 @@ def render_tuning(data: dict, paint: Paint) -> list[str]:
     lines = []
     facts = data.get("facts", {})
     if "full_table_bytes" in facts:
-        from .sizing import fmt_bytes
+        from ..kernel.sizing import fmt_bytes
 
         lines.append(f"  a full table pins {fmt_bytes(facts['full_table_bytes'])} "
                      f"({facts['memory_share_percent']:.1f}% of RAM, "
@@ -439,7 +441,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
-    report = gather(kernel.Roots(args.proc_root, args.sys_root), args.config_root)
+    report = gather(sysctl.Roots(args.proc_root, args.sys_root), args.config_root)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     else:

@@ -23,9 +23,10 @@ import os
 
 import nagiosplugin
 
-from . import bootconf, kernel, netns, plugin, sizing
-from .errors import ModuleMissing, ProbeError
-from .plugin import fmt_number
+from ..errors import ModuleMissing, ProbeError
+from ..kernel import bootconf, netns, sizing, sysctl
+from ..nagios import plugin
+from ..nagios.plugin import fmt_number
 
 NAME = "CONNTRACK TUNING"
 
@@ -109,7 +110,7 @@ class Thresholds:
 class Analysis:
     """Reads the kernel and the boot configuration; ``run()`` gives the findings."""
 
-    def __init__(self, roots: kernel.Roots, config_root: str = "/", namespaces=None,
+    def __init__(self, roots: sysctl.Roots, config_root: str = "/", namespaces=None,
                  thresholds: Thresholds | None = None, all_netns: bool = False):
         self.roots = roots
         self.conf_root = bootconf.ConfigRoot(config_root)
@@ -124,12 +125,12 @@ class Analysis:
     # reading ---------------------------------------------------------------
     def read(self) -> None:
         roots = self.roots
-        self.max, max_src = kernel.read_max(roots)
-        self.buckets, buckets_src = kernel.read_buckets(roots)
+        self.max, max_src = sysctl.read_max(roots)
+        self.buckets, buckets_src = sysctl.read_buckets(roots)
         self.details += [f"max from {max_src}", f"buckets from {buckets_src}"]
         self.ip_era = max_src.endswith(("ip_conntrack_max",))
-        self.buckets_writable = kernel.buckets_writable(roots)
-        self.builtin = kernel.module_loaded(roots) and not any(
+        self.buckets_writable = sysctl.buckets_writable(roots)
+        self.builtin = sysctl.module_loaded(roots) and not any(
             os.path.exists(roots.sys_path(f"module/{m}/{f}"))
             for m in bootconf.CONNTRACK_MODULES for f in ("refcnt", "initstate"))
         self.eras, era_why = sizing.detect_eras(roots)
@@ -156,7 +157,7 @@ class Analysis:
             prefix = self.timeout_prefix()
             values = {}
             for name in TIMEOUTS:
-                got = kernel.read_first([f"{prefix}{name}"])
+                got = sysctl.read_first([f"{prefix}{name}"])
                 if got is not None:
                     values[name] = got[0]
             return values
@@ -590,7 +591,7 @@ class Tuning(nagiosplugin.Resource):
 
     def probe(self):
         args = self.args
-        roots = kernel.Roots(args.proc_root, args.sys_root)
+        roots = sysctl.Roots(args.proc_root, args.sys_root)
         namespaces, all_netns = netns.selected(args, roots.proc)
         analysis = Analysis(roots, args.config_root, namespaces, self.limits, all_netns)
         try:
@@ -720,7 +721,7 @@ def main(argv=None):
     plugin.run(check, args)
 
 
-def report_section(roots: kernel.Roots, config_root: str = "/", namespaces=None,
+def report_section(roots: sysctl.Roots, config_root: str = "/", namespaces=None,
                    ignore=(), all_netns: bool = False) -> dict:
     """The findings as plain data for conntrack-report (ProbeError when not available)."""
     analysis = Analysis(roots, config_root, namespaces, all_netns=all_netns)

@@ -17,8 +17,9 @@ import time
 import nagiosplugin
 from nagiosplugin.state import Unknown
 
-from . import ctdump, kernel, netns, plugin
-from .errors import ModuleMissing, ProbeError
+from ..errors import ModuleMissing, ProbeError
+from ..kernel import ctdump, netns, sysctl
+from ..nagios import plugin
 
 NAME = "CONNTRACK TABLE"
 TCP_STATES = ("established", "syn_sent", "syn_recv", "fin_wait", "close_wait",
@@ -44,12 +45,12 @@ def dump_namespaces(roots, namespaces, all_netns, source="auto", keys=("dst",)):
     Stops after the namespace in which the timeout struck (its tally says
     ``interrupted``).
     """
-    limit, _ = kernel.read_max(roots)
+    limit, _ = sysctl.read_max(roots)
 
     def dump(ns):
         tally = ctdump.Tally(keys)
         start = time.monotonic()
-        count, _ = kernel.read_count(roots)
+        count, _ = sysctl.read_count(roots)
         ctdump.dump(roots, tally, source, expected=count)
         return NamespaceTable(ns, tally, count, time.monotonic() - start)
 
@@ -118,7 +119,7 @@ def report_section(roots, top=5, keys=("dst", "src", "dport"), source="auto",
                    namespace=None) -> dict:
     """The table's contents for conntrack-report: JSON-able, no nagiosplugin objects.
 
-    ``roots`` is a kernel.Roots; ``namespace`` a netns.Namespace (default: the
+    ``roots`` is a sysctl.Roots; ``namespace`` a netns.Namespace (default: the
     current one). Raises ProbeError (not root, module missing, ...) on failure.
     """
     ns = namespace or netns.Namespace("this namespace", None)
@@ -131,7 +132,7 @@ class TableDump(nagiosplugin.Resource):
 
     def __init__(self, args):
         self.args = args
-        self.roots = kernel.Roots(args.proc_root, args.sys_root)
+        self.roots = sysctl.Roots(args.proc_root, args.sys_root)
         self.tables: list[NamespaceTable] = []
         self.unreadable = []
         self.all_netns = False

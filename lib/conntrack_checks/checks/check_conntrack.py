@@ -17,9 +17,9 @@ import math
 import nagiosplugin
 from nagiosplugin.state import Warn
 
-from . import plugin
-from .plugin import fmt_number
-from .usage import TableResource, worst_rows
+from ..nagios import plugin
+from ..nagios.plugin import fmt_number
+from ..nagios.usage import TableResource, worst_rows
 
 NAME = "CONNTRACK"
 

@@ -1,0 +1,1 @@
+"""One module per executable: its parser, Resource, Summary and main()."""

@@ -1,0 +1,1 @@
+"""Nagios plumbing: argument parsing, thresholds, perfdata and the shared usage Resource."""
