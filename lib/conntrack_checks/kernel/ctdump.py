@@ -333,9 +333,14 @@ def _child(cmd, stdin=None):
     return child
 
 
-def _stop(child) -> bytes:
-    """End the child (it may still be dumping after a timeout); its stderr."""
-    if child.poll() is None:
+def _stop(child, finished: bool) -> bytes:
+    """End the child; its stderr.
+
+    Killed when its output was not read to the end (a timeout, an error):
+    it may still be dumping. After the end it is exiting on its own, and a
+    kill then would race that exit and read as a failure of a good dump.
+    """
+    if not finished and child.poll() is None:
         child.kill()
     child.stdout.close()
     err = child.stderr.read(2000) if child.returncode is None or child.returncode else b""
@@ -360,10 +365,12 @@ def dump_proc(roots: sysctl.Roots, tally: Tally, expected: int = 0) -> bool:
         tally.piped = True
     finally:
         os.close(fd)
+    finished = False
     try:
         read_stream(child.stdout.fileno(), tally)
+        finished = not tally.interrupted
     finally:
-        err = _stop(child)
+        err = _stop(child, finished)
     if child.returncode and not tally.interrupted:
         raise ProbeError(f"cat {path} failed: {_words(err)}")
     return True
@@ -383,10 +390,12 @@ def dump_netlink(tally: Tally) -> None:
         )
     tally.source = f"{tool} -L (ctnetlink)"
     child = _child([tool, "-L"], stdin=None)
+    finished = False
     try:
         read_stream(child.stdout.fileno(), tally)
+        finished = not tally.interrupted
     finally:
-        err = _stop(child)
+        err = _stop(child, finished)
     if child.returncode and not tally.interrupted:
         words = _words(err)
         if any(w in words for w in ("not permitted", "denied", "CAP_NET_ADMIN", "root")):
