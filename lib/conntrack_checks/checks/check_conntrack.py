@@ -17,6 +17,7 @@ import math
 import nagiosplugin
 from nagiosplugin.state import Warn
 
+from .. import defaults
 from ..nagios import plugin
 from ..nagios.plugin import fmt_number
 from ..nagios.usage import TableResource, worst_rows
@@ -129,9 +130,11 @@ def percent_to_count(rng, limit: int):
 def parser():
     p = plugin.base_parser("check_conntrack", __doc__, NAME)
     p.add_argument("-w", "--warning", type=plugin.nagios_range, metavar="RANGE",
-                   help="usage in percent of max that warns (default 80)")
+                   help="usage in percent of max that warns "
+                        f"(default {defaults.CONNTRACK['warning']})")
     p.add_argument("-c", "--critical", type=plugin.nagios_range, metavar="RANGE",
-                   help="usage in percent of max that is critical (default 90)")
+                   help="usage in percent of max that is critical "
+                        f"(default {defaults.CONNTRACK['critical']})")
     p.add_argument("--warning-count", type=plugin.nagios_range, metavar="RANGE",
                    help="number of entries that warns (no default)")
     p.add_argument("--critical-count", type=plugin.nagios_range, metavar="RANGE",
@@ -142,13 +145,13 @@ def parser():
 
 
 def usage_ranges(args):
-    """-w/-c, with the defaults 80/90 unless count thresholds replace them."""
+    """-w/-c, with the defaults unless count thresholds replace them."""
     counts_given = args.warning_count is not None or args.critical_count is not None
     percent_given = args.warning is not None or args.critical is not None
     if counts_given and not percent_given:
         return None, None
-    return (args.warning or nagiosplugin.Range("80"),
-            args.critical or nagiosplugin.Range("90"))
+    return (args.warning or nagiosplugin.Range(defaults.CONNTRACK["warning"]),
+            args.critical or nagiosplugin.Range(defaults.CONNTRACK["critical"]))
 
 
 @nagiosplugin.guarded(verbose=0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import nagiosplugin
 
+from .. import defaults
 from ..nagios import plugin
 from ..nagios.usage import TableResource
 
@@ -78,16 +79,19 @@ class ConntrackHash(TableResource):
 
 
 def parser():
+    limits = defaults.HASH
     p = plugin.base_parser("check_conntrack_hash", __doc__, NAME)
     p.add_argument("-w", "--warning", type=plugin.nagios_range, metavar="RANGE",
-                   default=nagiosplugin.Range("8"),
-                   help="entries per bucket now that warn (default 8)")
+                   default=nagiosplugin.Range(limits["warning"]),
+                   help=f"entries per bucket now that warn (default {limits['warning']})")
     p.add_argument("-c", "--critical", type=plugin.nagios_range, metavar="RANGE",
-                   default=nagiosplugin.Range("32"),
-                   help="entries per bucket now that are critical (default 32)")
+                   default=nagiosplugin.Range(limits["critical"]),
+                   help="entries per bucket now that are critical "
+                        f"(default {limits['critical']})")
     p.add_argument("--warning-full", type=plugin.nagios_range, metavar="RANGE",
-                   default=nagiosplugin.Range("8"),
-                   help="entries per bucket at a full table that warn (default 8)")
+                   default=nagiosplugin.Range(limits["warning_full"]),
+                   help="entries per bucket at a full table that warn "
+                        f"(default {limits['warning_full']})")
     p.add_argument("--critical-full", type=plugin.nagios_range, metavar="RANGE",
                    help="entries per bucket at a full table that are critical "
                         "(no default)")

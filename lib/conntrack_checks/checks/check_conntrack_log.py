@@ -30,7 +30,7 @@ import time
 import nagiosplugin
 from nagiosplugin.state import Warn
 
-from .. import state
+from .. import defaults, state
 from ..errors import ProbeError
 from ..logs import logmsg
 from ..logs.logmsg import EXPECT_FULL, SUPPRESSED, TABLE_FULL, Finding
@@ -611,17 +611,19 @@ def parser():
     p.add_argument("--journal-dir", metavar="DIR", help="read this journal directory "
                    "(journalctl -D) instead of the system journal")
     p.add_argument("--kmsg", default="/dev/kmsg", help=argparse.SUPPRESS)
-    p.add_argument("-w", "--warning", type=plugin.nagios_range, default=nagiosplugin.Range("0"),
-                   metavar="RANGE", help="table-full messages within --window that warn "
-                                         "(default 0: any)")
+    limits = defaults.LOG
+    p.add_argument("-w", "--warning", type=plugin.nagios_range,
+                   default=nagiosplugin.Range(limits["warning"]), metavar="RANGE",
+                   help="table-full messages within --window that warn "
+                        f"(default {limits['warning']}: any)")
     p.add_argument("-c", "--critical", type=plugin.nagios_range,
-                   default=nagiosplugin.Range("9"), metavar="RANGE",
+                   default=nagiosplugin.Range(limits["critical"]), metavar="RANGE",
                    help="table-full messages within --window that are critical "
-                        "(default 9: ten lines are a full rate-limit burst)")
+                        f"(default {limits['critical']}: ten lines are a full rate-limit burst)")
     p.add_argument("--warning-expect", type=plugin.nagios_range,
-                   default=nagiosplugin.Range("0"), metavar="RANGE",
+                   default=nagiosplugin.Range(limits["warning_expect"]), metavar="RANGE",
                    help="'expectation table full' messages within --window that warn "
-                        "(default 0)")
+                        f"(default {limits['warning_expect']})")
     p.add_argument("--window", type=duration, default=900, metavar="DURATION",
                    help="messages logged this long ago decide the state (default 15m; make it "
                         "at least max_check_attempts x retry_interval)")

@@ -29,7 +29,7 @@ import re
 import nagiosplugin
 from nagiosplugin.state import Ok, Unknown
 
-from .. import deltas, state
+from .. import defaults, deltas, state
 from ..errors import ModuleMissing
 from ..kernel import ctstats, netns
 from ..kernel.sysctl import Roots
@@ -41,13 +41,6 @@ PLUGIN = "check_conntrack_stats"
 LABEL = r"[a-z][a-z0-9_]*_(delta|rate)\Z"
 # The counters the words and -v always name, even when 0.
 MAIN = ("drop", "early_drop", "insert_failed")
-DEFAULT_WARNING = {
-    "early_drop_delta": {"second": "0", "minute": "0", "check": "0"},
-    # The DNS/SNAT race on Kubernetes nodes: each failed insert of a clash
-    # drops a packet (a DNS query waits 5 s); about one per minute is felt.
-    "insert_failed_rate": {"second": "0.017", "minute": "1", "check": "1"},
-}
-DEFAULT_CRITICAL = {"drop_delta": {"second": "0", "minute": "0", "check": "0"}}
 RATE_UNIT = {"second": "/s", "minute": "/min", "check": "/check"}
 
 
@@ -59,7 +52,7 @@ threshold = plugin.named_range(
 def thresholds(args) -> dict[str, tuple]:
     """{label: (warning, critical)}: the defaults, replaced per label by -w/-c."""
     merged: dict[str, list] = {}
-    for table, index in ((DEFAULT_WARNING, 0), (DEFAULT_CRITICAL, 1)):
+    for table, index in ((defaults.STATS_WARNING, 0), (defaults.STATS_CRITICAL, 1)):
         for label, specs in table.items():
             merged.setdefault(label, [None, None])[index] = nagiosplugin.Range(
                 specs[args.rate_per])

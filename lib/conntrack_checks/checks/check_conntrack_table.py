@@ -17,6 +17,7 @@ import time
 import nagiosplugin
 from nagiosplugin.state import Unknown
 
+from .. import defaults
 from ..errors import ModuleMissing, ProbeError
 from ..kernel import ctdump, netns, sysctl
 from ..nagios import plugin
@@ -26,7 +27,6 @@ TCP_STATES = ("established", "syn_sent", "syn_recv", "fin_wait", "close_wait",
               "last_ack", "time_wait", "close")
 COUNT_LABELS = ("total", "tcp", "udp", "icmp", "other", *TCP_STATES,
                 "assured", "unreplied", "nated")
-DEFAULT_SHARE = ("40", "60")
 
 
 class NamespaceTable:
@@ -294,10 +294,10 @@ def parser():
     p = plugin.base_parser("check_conntrack_table", __doc__, NAME)
     p.add_argument("-w", "--warning", type=plugin.nagios_range, metavar="RANGE",
                    help="share of max (in percent) held by the biggest group that warns "
-                        f"(default {DEFAULT_SHARE[0]}; none with --share-of entries)")
+                        f"(default {defaults.TABLE['warning']}; none with --share-of entries)")
     p.add_argument("-c", "--critical", type=plugin.nagios_range, metavar="RANGE",
                    help="share that is critical (default "
-                        f"{DEFAULT_SHARE[1]}; none with --share-of entries)")
+                        f"{defaults.TABLE['critical']}; none with --share-of entries)")
     p.add_argument("--share-of", choices=("max", "entries"), default="max",
                    help="what -w/-c are a share of: nf_conntrack_max (default) or the "
                         "entries present")
@@ -321,8 +321,8 @@ def parser():
 def share_ranges(args):
     if args.share_of == "entries":
         return args.warning, args.critical
-    return (args.warning or nagiosplugin.Range(DEFAULT_SHARE[0]),
-            args.critical or nagiosplugin.Range(DEFAULT_SHARE[1]))
+    return (args.warning or nagiosplugin.Range(defaults.TABLE["warning"]),
+            args.critical or nagiosplugin.Range(defaults.TABLE["critical"]))
 
 
 @nagiosplugin.guarded(verbose=0)

@@ -23,6 +23,7 @@ import os
 
 import nagiosplugin
 
+from .. import defaults
 from ..errors import ModuleMissing, ProbeError
 from ..kernel import bootconf, netns, sizing, sysctl
 from ..nagios import plugin
@@ -30,31 +31,28 @@ from ..nagios.plugin import fmt_number
 
 NAME = "CONNTRACK TUNING"
 
-# name: (kernel defaults, default limit as a Nagios range). The limits: the
-# value Kubernetes (kube-proxy) sets for established (24 h) and close_wait
-# (1 h); 180 s for UDP streams (the pre-5.0 default); the kernel default for
-# every other state, where a longer timeout only holds entries of flows that
-# are over. Established below 300 s breaks idle connections through NAT.
-TIMEOUTS = {
-    "tcp_timeout_established": ((432000,), "300:86400"),
-    "tcp_timeout_close_wait": ((60,), "3600"),
-    "tcp_timeout_time_wait": ((120,), "120"),
-    "tcp_timeout_fin_wait": ((120,), "120"),
-    "tcp_timeout_syn_sent": ((120,), "120"),
-    "tcp_timeout_syn_recv": ((60,), "60"),
-    "tcp_timeout_last_ack": ((30,), "30"),
-    "tcp_timeout_close": ((10,), "10"),
-    "tcp_timeout_max_retrans": ((300,), "300"),
-    "tcp_timeout_unacknowledged": ((300,), "300"),
-    "udp_timeout": ((30,), "120"),
-    "udp_timeout_stream": ((120, 180), "180"),
-    "generic_timeout": ((600,), "600"),
-    "icmp_timeout": ((30,), "30"),
-    "icmpv6_timeout": ((30,), "30"),
+# The kernel's defaults of each timeout (two where kernels differ).
+KERNEL_TIMEOUTS = {
+    "tcp_timeout_established": (432000,),
+    "tcp_timeout_close_wait": (60,),
+    "tcp_timeout_time_wait": (120,),
+    "tcp_timeout_fin_wait": (120,),
+    "tcp_timeout_syn_sent": (120,),
+    "tcp_timeout_syn_recv": (60,),
+    "tcp_timeout_last_ack": (30,),
+    "tcp_timeout_close": (10,),
+    "tcp_timeout_max_retrans": (300,),
+    "tcp_timeout_unacknowledged": (300,),
+    "udp_timeout": (30,),
+    "udp_timeout_stream": (120, 180),
+    "generic_timeout": (600,),
+    "icmp_timeout": (30,),
+    "icmpv6_timeout": (30,),
 }
+# name: (kernel defaults, default limit as a Nagios range; why: defaults.py)
+TIMEOUTS = {name: (KERNEL_TIMEOUTS[name], limit)
+            for name, limit in defaults.TIMEOUT_LIMITS.items()}
 KUBE_PROXY_TIMEOUTS = {"tcp_timeout_established": 86400, "tcp_timeout_close_wait": 3600}
-DEFAULTS = {"memory_warning": "10", "memory_critical": "25", "hash_warning": "8",
-            "default_warning": "1:16"}
 SEVERITY_ORDER = {"critical": 2, "warning": 1}
 NEW_FILES = ("90-conntrack.conf", "99-zz-conntrack.conf", "zz-conntrack.conf")
 
@@ -99,10 +97,11 @@ def kube_proxy_max(cpus: int) -> int:
 class Thresholds:
     def __init__(self, memory_warning=None, memory_critical=None, hash_warning=None,
                  default_warning=None, timeouts=None):
-        self.memory_warning = memory_warning or nagiosplugin.Range(DEFAULTS["memory_warning"])
-        self.memory_critical = memory_critical or nagiosplugin.Range(DEFAULTS["memory_critical"])
-        self.hash_warning = hash_warning or nagiosplugin.Range(DEFAULTS["hash_warning"])
-        self.default_warning = default_warning or nagiosplugin.Range(DEFAULTS["default_warning"])
+        spec = defaults.TUNING
+        self.memory_warning = memory_warning or nagiosplugin.Range(spec["memory_warning"])
+        self.memory_critical = memory_critical or nagiosplugin.Range(spec["memory_critical"])
+        self.hash_warning = hash_warning or nagiosplugin.Range(spec["hash_warning"])
+        self.default_warning = default_warning or nagiosplugin.Range(spec["default_warning"])
         self.timeouts = {name: nagiosplugin.Range(spec) for name, (_, spec) in TIMEOUTS.items()}
         self.timeouts.update(timeouts or {})
 
@@ -687,15 +686,17 @@ def parser():
                    help="silence the finding ID (repeatable; shell patterns such as "
                         "'timeout-*' allowed)")
     p.add_argument("--memory-warning", type=plugin.nagios_range, metavar="RANGE",
-                   help="percent of RAM a full table may pin before it warns (default 10)")
+                   help="percent of RAM a full table may pin before it warns "
+                        f"(default {defaults.TUNING['memory_warning']})")
     p.add_argument("--memory-critical", type=plugin.nagios_range, metavar="RANGE",
                    help="percent of RAM a full table may pin before it is critical "
-                        "(default 25)")
+                        f"(default {defaults.TUNING['memory_critical']})")
     p.add_argument("--default-warning", type=plugin.nagios_range, metavar="RANGE",
                    help="max as a multiple of the kernel's default for this RAM that is "
-                        "fine (default 1:16)")
+                        f"fine (default {defaults.TUNING['default_warning']})")
     p.add_argument("--hash-warning", type=plugin.nagios_range, metavar="RANGE",
-                   help="entries per bucket at a full table that are fine (default 8)")
+                   help="entries per bucket at a full table that are fine "
+                        f"(default {defaults.TUNING['hash_warning']})")
     p.add_argument("--timeout-limit", type=timeout_limit, action="append", metavar="NAME=RANGE",
                    help="limit for one timeout in seconds, e.g. "
                         "tcp_timeout_established=300:172800 (repeatable; defaults in --help "

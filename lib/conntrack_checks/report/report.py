@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from .. import __version__
+from .. import __version__, defaults
 from ..errors import ModuleMissing, ProbeError
 from ..kernel import netns, sysctl
 from ..nagios import plugin, usage
@@ -43,8 +43,6 @@ class NotAvailable(Exception):
 
 def usage_section(roots: sysctl.Roots, as_root: bool) -> dict:
     """Entries of each namespace against the max, read as check_conntrack reads them."""
-    from ..checks.check_conntrack import usage_ranges
-
     every = False
     if as_root:  # a --proc-root tree without processes has no namespaces to enter
         try:
@@ -56,8 +54,7 @@ def usage_section(roots: sysctl.Roots, as_root: bool) -> dict:
     table = usage.TableResource(args)
     table.want_buckets = True
     table.read()
-    warning, critical = usage_ranges(argparse.Namespace(
-        warning=None, critical=None, warning_count=None, critical_count=None))
+    warning, critical = ranges(defaults.CONNTRACK, "warning", "critical")
     rows, worst = [], "ok"
     for row in sorted(table.counts, key=lambda r: -r.count):
         percent = 100.0 * row.count / table.max if table.max else None
@@ -79,6 +76,13 @@ def usage_section(roots: sysctl.Roots, as_root: bool) -> dict:
     return section, table
 
 
+def ranges(limits: dict, *names: str) -> list:
+    """A check's default thresholds (defaults.py) as Nagios ranges."""
+    import nagiosplugin
+
+    return [nagiosplugin.Range(limits[name]) for name in names]
+
+
 def state_of(value: float, warning, critical) -> str:
     """"ok", "warning" or "critical": the value against Nagios ranges, critical first."""
     if not critical.match(value):
@@ -87,14 +91,12 @@ def state_of(value: float, warning, critical) -> str:
 
 
 def hash_section(table) -> dict:
-    from ..checks.check_conntrack_hash import parser
-
-    # The plugin's default thresholds (Range objects; no command line is parsed).
-    limits = parser()
+    warning, critical, warning_full = ranges(defaults.HASH, "warning", "critical",
+                                             "warning_full")
     total = sum(row.count for row in table.counts)
     now, full = total / table.buckets, table.max / table.buckets
-    status = state_of(now, limits.get_default("warning"), limits.get_default("critical"))
-    if status == "ok" and not limits.get_default("warning_full").match(full):
+    status = state_of(now, warning, critical)
+    if status == "ok" and not warning_full.match(full):
         status = "warning"
     return {"status": status, "buckets": table.buckets, "max": table.max, "entries": total,
             "namespaces": len(table.counts), "load_now": round(now, 3),
