@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import time
 import types
 
 import pytest
 from conntrack_checks.errors import ProbeError
 from conntrack_checks.kernel import sysctl
-from conntrack_checks.report import report
+from conntrack_checks.report import render, report, sections
 from tuning_trees import kernel_tree, root, write_host
+
+# The sections a fixture tree can give without the host's own kernel log and table.
+OWN = ("usage", "hash", "tuning")
+
+
+def own_sections(monkeypatch, *extra):
+    monkeypatch.setattr(sections, "SECTIONS",
+                        [s for s in sections.SECTIONS if s[0] in OWN] + list(extra))
 
 
 @pytest.fixture
 def host(tmp_path, monkeypatch):
-    """A fixture host; the other plugins' sections replaced by ``peers`` (none by default)."""
-    monkeypatch.setattr(report, "PEER_SECTIONS", ())
+    """A fixture host; only the sections that read nothing but the fixture tree."""
+    own_sections(monkeypatch)
 
     def make(changes=None, files=None):
         args = write_host(tmp_path, kernel_tree(**(changes or {})), root(files))
@@ -33,7 +41,7 @@ def fixed(data: dict) -> dict:
 
 def test_sections_from_the_shared_library(host):
     roots, config = host({"count": 220000, "limit": 262144, "timeouts": {"udp_timeout": 600}})
-    data = report.gather(roots, config, as_root=False)
+    data = sections.gather(roots, config, as_root=False)
     usage, hashes, tuning = (data["sections"][k] for k in ("usage", "hash", "tuning"))
     assert usage["namespaces"] == [{"namespace": "this namespace", "inode": None,
                                     "entries": 220000, "percent": 83.9, "status": "warning"}]
@@ -42,7 +50,7 @@ def test_sections_from_the_shared_library(host):
                       "namespaces": 1, "load_now": 0.839, "load_when_full": 1.0,
                       "available": True, "title": "Hash table"}
     assert [f["id"] for f in tuning["findings"]] == ["persist-udp", "timeout-udp"]
-    assert report.worst_status(data) == "warning"
+    assert sections.worst_status(data) == "warning"
     json.dumps(data)  # JSON-able as it is
 
 
@@ -79,14 +87,14 @@ kube-proxy 4; from 5.15 chains longer than about 64 refuse inserts (chaintoolong
 
 def test_text_for_a_terminal_without_colour(host):
     roots, config = host({"count": 250000, "buckets": 16384})
-    data = fixed(report.gather(roots, config, as_root=False))
-    assert report.render_text(data, report.Paint(False)) == EXPECTED_TEXT
+    data = fixed(sections.gather(roots, config, as_root=False))
+    assert render.render_text(data, render.Paint(False)) == EXPECTED_TEXT
 
 
 def test_colour_marks_states_and_headings(host):
     roots, config = host({"count": 250000})
-    text = report.render_text(fixed(report.gather(roots, config, as_root=False)),
-                              report.Paint(True))
+    text = render.render_text(fixed(sections.gather(roots, config, as_root=False)),
+                              render.Paint(True))
     assert "overall: \033[31mCRITICAL\033[0m" in text
     assert "\033[1m== Usage per namespace ==\033[0m \033[31mCRITICAL\033[0m" in text
 
@@ -101,48 +109,23 @@ def test_colour_only_on_a_terminal(monkeypatch, choice, tty, no_color, colour):
     else:
         monkeypatch.setenv("NO_COLOR", no_color)
     stream = types.SimpleNamespace(isatty=lambda: tty)
-    assert report.use_colour(choice, stream) is colour
+    assert render.use_colour(choice, stream) is colour
 
 
-def peer(monkeypatch, name, function):
-    module = types.ModuleType(f"conntrack_checks.checks.{name}")
-    if function is not None:
-        module.report_section = function
-    monkeypatch.setitem(sys.modules, f"conntrack_checks.checks.{name}", module)
-
-
-def test_each_section_stands_alone(host, monkeypatch):
-    roots, config = host()
-
-    def broken(roots):
+def test_each_section_stands_alone(tmp_path, monkeypatch):
+    def broken(host):
         raise ProbeError("cannot read /proc/net/nf_conntrack: permission denied; run as root")
 
-    def crashing(roots, top):
+    def crashing(host):
         raise ZeroDivisionError("division by zero")
 
-    peer(monkeypatch, "fake_denied", broken)
-    peer(monkeypatch, "fake_crash", crashing)
-    peer(monkeypatch, "fake_old", None)
-    monkeypatch.setattr(report, "PEER_SECTIONS", (
-        ("denied", "fake_denied", "Denied", {}),
-        ("crash", "fake_crash", "Crash", {"top": 5}),
-        ("old", "fake_old", "Old", {}),
-        ("absent", "fake_absent_module", "Absent", {}),
-        ("data", "fake_data", "Data", {}),
-    ))
-    peer(monkeypatch, "fake_data", lambda roots: {"status": "warning", "summary": "2 events",
-                                                  "per_cpu": [{"cpu": 0, "drop": 1}],
-                                                  "last": None})
-    data = report.gather(roots, config, as_root=False)
-    text = report.render_text(fixed(data), report.Paint(False))
+    own_sections(monkeypatch, ("denied", "Denied", broken), ("crash", "Crash", crashing))
+    args = write_host(tmp_path, kernel_tree(), root())
+    data = sections.gather(sysctl.Roots(args[1], args[3]), args[5], as_root=False)
+    text = render.render_text(fixed(data), render.Paint(False))
     assert ("== Denied ==\n  not available: cannot read /proc/net/nf_conntrack: permission "
             "denied; run as root\n") in text
     assert "== Crash ==\n  not available: failed: ZeroDivisionError: division by zero\n" in text
-    assert "== Old ==\n  not available: fake_old has no report_section() in this version\n" \
-        in text
-    assert "== Absent ==\n  not available: fake_absent_module is not part of this installation" \
-        in text
-    assert "== Data == WARNING\n  2 events\n  per cpu:\n    - cpu 0, drop 1\n  last: -\n" in text
     assert "== Tuning == OK\n" in text and "== Usage per namespace == OK" in text
     assert data["sections"]["denied"] == {
         "available": False, "title": "Denied",
@@ -150,10 +133,10 @@ def test_each_section_stands_alone(host, monkeypatch):
 
 
 def test_not_loaded_is_said_once_and_sections_degrade(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "PEER_SECTIONS", ())
+    own_sections(monkeypatch)
     args = write_host(tmp_path, {"proc": {"meminfo": "MemTotal: 1 kB\n"}, "sys": {}}, root())
-    data = report.gather(sysctl.Roots(args[1], args[3]), args[5], as_root=False)
-    text = report.render_text(fixed(data), report.Paint(False))
+    data = sections.gather(sysctl.Roots(args[1], args[3]), args[5], as_root=False)
+    text = render.render_text(fixed(data), render.Paint(False))
     assert text.splitlines()[1].startswith("nf_conntrack is not loaded: no connections are "
                                            "tracked")
     assert "overall: OK" in text
@@ -162,7 +145,7 @@ def test_not_loaded_is_said_once_and_sections_degrade(tmp_path, monkeypatch):
 
 def test_main_json_and_exit_status(host, capsys, monkeypatch):
     roots, config = host({"count": 220000})
-    monkeypatch.setattr(report.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(sections.os, "geteuid", lambda: 1000)
     with pytest.raises(SystemExit) as done:
         report.main(["--json", "--proc-root", roots.proc, "--sys-root", roots.sys,
                      "--config-root", config])
@@ -186,4 +169,92 @@ def test_hash_section_uses_the_plugin_defaults_without_parsing_a_command_line(
     monkeypatch.setattr(os.path, "isdir", lambda path: False)  # a parse would fail on /sys
     table = types.SimpleNamespace(counts=[types.SimpleNamespace(count=entries)], buckets=10,
                                   max=max_)
-    assert report.hash_section(table)["status"] == status
+    assert sections.hash_section(table)["status"] == status
+
+
+# --- the renderers read only what the sections produce --------------------------------
+
+
+class Reads(dict):
+    """A report, or a part of it, that notes each key a renderer reads (``seen``)."""
+
+    def __init__(self, data: dict, seen: set, path: str = ""):
+        super().__init__({key: wrapped(value, seen, f"{path}{key}")
+                          for key, value in data.items()})
+        self.seen, self.path = seen, path
+
+    def __getitem__(self, key):
+        self.seen.add(self.path + key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.seen.add(self.path + key)
+        return super().get(key, default)
+
+
+def wrapped(value, seen: set, path: str):
+    if isinstance(value, dict):
+        return Reads(value, seen, path + ".")
+    if isinstance(value, list):
+        return [wrapped(item, seen, path + "[]") for item in value]
+    return value
+
+
+def produced(value, path: str = "") -> set:
+    """Every key path in the data, list items merged: sections.usage.namespaces[].entries."""
+    if isinstance(value, dict):
+        keys = set()
+        for key, item in value.items():
+            keys |= {path + key} | produced(item, f"{path}{key}.")
+        return keys
+    if isinstance(value, list):
+        return set().union(*(produced(item, path[:-1] + "[].") for item in value))
+    return set()
+
+
+def log_events(tmp_path):
+    """The events section read from a syslog file (the host's own log is not a fixture)."""
+    from conntrack_checks.checks import check_conntrack_log
+
+    path = tmp_path / "kern.log"
+    stamp = time.strftime("%b %d %H:%M:%S")
+    path.write_text(
+        f"{stamp} fw kernel: [1.0] nf_conntrack: nf_conntrack: table full in netns 4026532111, "
+        "dropping packet\n"
+        f"{stamp} fw kernel: [2.0] net_ratelimit: 7 callbacks suppressed\n"
+        f"{stamp} fw kernel: [3.0] nf_conntrack: expectation table full\n")
+    return lambda host: check_conntrack_log.report_section(
+        host.roots, sections.DAY, source="file", logfiles=[str(path)])
+
+
+def test_every_key_a_renderer_reads_is_in_what_its_section_produces(tmp_path, monkeypatch):
+    tree = kernel_tree(count=250000, buckets=16384)
+    tree["proc"]["net/nf_conntrack"] = "".join(
+        f"ipv4     2 udp      17 599 src=10.0.0.{i} dst=192.0.2.53 sport={3000 + i} dport=53 "
+        f"[UNREPLIED] src=192.0.2.53 dst=10.0.0.{i} sport=53 dport={3000 + i} mark=0 zone=0 "
+        "use=2\n" for i in range(1, 40))
+    args = write_host(tmp_path / "full", tree, root())
+    monkeypatch.setattr(sections, "SECTIONS", [
+        (name, title, log_events(tmp_path) if name == "events" else function)
+        for name, title, function in sections.SECTIONS])
+    reports = [sections.gather(sysctl.Roots(args[1], args[3]), args[5], as_root=False)]
+    assert all(s["available"] for s in reports[0]["sections"].values()), reports[0]
+    assert set(reports[0]["sections"]) == {name for name, _, _ in sections.SECTIONS} - {
+        "counters_fullest"}  # shown only when another namespace is fuller: as root
+    empty = write_host(tmp_path / "empty", {"proc": {"meminfo": "MemTotal: 1 kB\n"},
+                                            "sys": {}}, root())
+    reports.append(sections.gather(sysctl.Roots(empty[1], empty[3]), empty[5], as_root=False))
+    seen: set = set()
+    for data in reports:
+        render.render_text(Reads(data, seen), render.Paint(False))
+    read_not_produced = seen - set().union(*(produced(data) for data in reports))
+    # A status only where a section judges (usage, hash, tuning): the heading shows it if any.
+    assert read_not_produced == {"sections.counters.status", "sections.events.status",
+                                 "sections.talkers.status"}
+    assert {"sections.usage.namespaces[].percent", "sections.hash.load_now",
+            "sections.counters.totals", "sections.events.suppressed_estimate",
+            "sections.talkers.top", "sections.tuning.findings", "not_loaded"} <= seen
+
+
+def test_every_section_has_a_renderer():
+    assert {name for name, _, _ in sections.SECTIONS} == set(render.RENDERERS)

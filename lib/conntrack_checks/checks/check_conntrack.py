@@ -18,7 +18,7 @@ import nagiosplugin
 from nagiosplugin.state import Warn
 
 from .. import defaults
-from ..nagios import plugin
+from ..nagios import options, plugin
 from ..nagios.plugin import fmt_number
 from ..nagios.usage import TableResource, worst_rows
 
@@ -27,6 +27,10 @@ NAME = "CONNTRACK"
 
 class Conntrack(TableResource):
     """The table's count against its max, per namespace."""
+
+    def __init__(self, args):
+        super().__init__(options.roots(args), lambda: options.namespaces(args))
+        self.expect_max = args.expect_max
 
     def metrics(self):
         limit = self.max
@@ -41,7 +45,7 @@ class Conntrack(TableResource):
         if self.all_netns:
             yield nagiosplugin.Metric("namespaces", len(self.counts), min=0,
                                       context="namespaces")
-        expect = self.args.expect_max
+        expect = self.expect_max
         if expect is not None and expect != limit:
             yield nagiosplugin.Metric(
                 "expect_max",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import nagiosplugin
 
 from .. import defaults
-from ..nagios import plugin
+from ..nagios import options, plugin
 from ..nagios.usage import TableResource
 
 NAME = "CONNTRACK HASH"
@@ -30,7 +30,9 @@ NAME = "CONNTRACK HASH"
 class ConntrackHash(TableResource):
     """Entries per hash bucket, now and at a full table."""
 
-    want_buckets = True
+    def __init__(self, args):
+        super().__init__(options.roots(args), lambda: options.namespaces(args),
+                         want_buckets=True)
 
     def metrics(self):
         total = sum(row.count for row in self.counts)

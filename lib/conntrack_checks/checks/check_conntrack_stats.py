@@ -33,7 +33,7 @@ from .. import defaults, deltas, state
 from ..errors import ModuleMissing
 from ..kernel import ctstats, netns
 from ..kernel.sysctl import Roots
-from ..nagios import plugin
+from ..nagios import options, plugin
 
 NAME = "CONNTRACK STATS"
 PLUGIN = "check_conntrack_stats"
@@ -149,7 +149,7 @@ class ConntrackStats(nagiosplugin.Resource):
 
     def read(self, namespaces: list[netns.Namespace]) -> None:
         def snapshot(ns):
-            where = "in this namespace" if ns.path is None else f"in {ns.describe()}"
+            where = f"in {ns.describe()}"
             inode = ns.inode if ns.inode is not None else self.own_inode()
             return ctstats.read(self.roots, self.args.source, where), inode
 
@@ -174,7 +174,7 @@ class ConntrackStats(nagiosplugin.Resource):
         rebooted = None if boot is None or old_boot is None else boot != old_boot
         fresh = 0
         for row in self.rows:
-            what = "this namespace" if row.ns.path is None else f"netns {row.ns.name}"
+            what = row.ns.describe()
             previous = stored.get(row.ns.name)
             row.change = deltas.compare(previous, row.snapshot, row.inode, now, rebooted, what)
             d = row.change.deltas
@@ -207,7 +207,7 @@ class ConntrackStats(nagiosplugin.Resource):
     def probe(self):
         args = self.args
         try:
-            namespaces, self.all_netns = netns.selected(args, self.roots.proc)
+            namespaces, self.all_netns = options.namespaces(args)
             store = state.StateFile(PLUGIN, self.state_parts(), state_file=args.state_file,
                                     state_dir=args.state_dir)
             self.state_path = store.path

@@ -20,7 +20,7 @@ from nagiosplugin.state import Unknown
 from .. import defaults
 from ..errors import ModuleMissing, ProbeError
 from ..kernel import ctdump, netns, sysctl
-from ..nagios import plugin
+from ..nagios import options, plugin
 
 NAME = "CONNTRACK TABLE"
 TCP_STATES = ("established", "syn_sent", "syn_recv", "fin_wait", "close_wait",
@@ -122,7 +122,7 @@ def report_section(roots, top=5, keys=("dst", "src", "dport"), source="auto",
     ``roots`` is a sysctl.Roots; ``namespace`` a netns.Namespace (default: the
     current one). Raises ProbeError (not root, module missing, ...) on failure.
     """
-    ns = namespace or netns.Namespace("this namespace", None)
+    ns = namespace or netns.Namespace.current()
     tables, _, limit = dump_namespaces(roots, [ns], False, source, tuple(keys))
     return section(tables[0], limit, top)
 
@@ -150,7 +150,7 @@ class TableDump(nagiosplugin.Resource):
     def probe(self):
         args = self.args
         try:
-            namespaces, self.all_netns = netns.selected(args, self.roots.proc)
+            namespaces, self.all_netns = options.namespaces(args)
             self.tables, self.unreadable, self.max = dump_namespaces(
                 self.roots, namespaces, self.all_netns, args.source, (args.top_by,))
         except ModuleMissing as exc:

@@ -26,7 +26,7 @@ import nagiosplugin
 from .. import defaults
 from ..errors import ModuleMissing, ProbeError
 from ..kernel import bootconf, netns, sizing, sysctl
-from ..nagios import plugin
+from ..nagios import options, plugin
 from ..nagios.plugin import fmt_number
 
 NAME = "CONNTRACK TUNING"
@@ -113,7 +113,7 @@ class Analysis:
                  thresholds: Thresholds | None = None, all_netns: bool = False):
         self.roots = roots
         self.conf_root = bootconf.ConfigRoot(config_root)
-        self.namespaces = namespaces or [netns.Namespace("this namespace", None)]
+        self.namespaces = namespaces or [netns.Namespace.current()]
         self.all_netns = all_netns
         self.limits = thresholds or Thresholds()
         self.findings: list[Finding] = []
@@ -541,7 +541,7 @@ class Analysis:
                 why, target = f"below {fmt_number(rng.start)} s", int(rng.start)
             where = "" if ns.path is None else f" in netns {ns.name}"
             default = TIMEOUTS[name][0][0]
-            evidence = [f"{n.name if n.path else 'this namespace'}: {v} s"
+            evidence = [f"{n.name if n.path else netns.CURRENT}: {v} s"
                         + (" (kernel default)" if v in TIMEOUTS[name][0] else "")
                         for n, v in bad]
             if name == "tcp_timeout_established" and not rng.invert and value > rng.end:
@@ -591,7 +591,7 @@ class Tuning(nagiosplugin.Resource):
     def probe(self):
         args = self.args
         roots = sysctl.Roots(args.proc_root, args.sys_root)
-        namespaces, all_netns = netns.selected(args, roots.proc)
+        namespaces, all_netns = options.namespaces(args)
         analysis = Analysis(roots, args.config_root, namespaces, self.limits, all_netns)
         try:
             findings = analysis.run()

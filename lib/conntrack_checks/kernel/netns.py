@@ -18,6 +18,8 @@ from ..errors import ModuleMissing, ProbeError
 CLONE_NEWNET = 0x40000000
 # Where `ip netns add` bind-mounts the namespaces it names.
 NETNS_RUN_DIR = "/run/netns"
+# What the output calls the namespace this process is in.
+CURRENT = "this namespace"
 
 
 class Namespace:
@@ -31,6 +33,11 @@ class Namespace:
         self.inode = inode  # as in `readlink /proc/PID/ns/net`: net:[inode]
         self.pids: list[int] = []
         self.host = False  # discover() found it to be PID 1's (see host_key)
+
+    @classmethod
+    def current(cls) -> Namespace:
+        """The namespace this process is in: read where we are, no setns."""
+        return cls(CURRENT, None)
 
     @property
     def is_host(self) -> bool:
@@ -49,8 +56,9 @@ class Namespace:
         return f"{self.name}: " if all_netns else f"netns {self.name}: "
 
     def describe(self) -> str:
+        """How a sentence names it: "this namespace" or "netns NAME"."""
         if self.path is None:
-            return "this namespace"
+            return CURRENT
         return f"netns {self.name}"
 
     def __repr__(self) -> str:
@@ -245,14 +253,3 @@ def read_each(namespaces: list[Namespace], read, all_netns: bool, stop=None):
         reasons = "; ".join(f"{ns.name}: {why}" for ns, why in unreadable[:2])
         raise ProbeError(f"no namespace could be read ({reasons})")
     return done, unreadable
-
-
-def selected(args, proc_root: str) -> tuple[list[Namespace], bool]:
-    """The namespaces the options ask for, and whether that is --all-netns."""
-    if getattr(args, "all_netns", False):
-        return discover(proc_root, args.netns_dir), True
-    if getattr(args, "netns", None):
-        return [named(args.netns, args.netns_dir)], False
-    if getattr(args, "netns_path", None):
-        return [from_path(args.netns_path)], False
-    return [Namespace("this namespace", None)], False

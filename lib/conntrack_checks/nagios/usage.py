@@ -27,23 +27,30 @@ class TableResource(nagiosplugin.Resource):
     subclasses turn them into metrics in ``metrics()``.
     """
 
-    want_buckets = False
-
-    def __init__(self, args):
-        self.args = args
-        self.roots = sysctl.Roots(args.proc_root, args.sys_root)
+    def __init__(self, roots: sysctl.Roots, namespaces, all_netns: bool = False,
+                 want_buckets: bool = False):
+        """``namespaces``: a list of netns.Namespace, or a function that gives
+        (namespaces, all_netns) when called; the checks pass one
+        (options.namespaces) so that the lookup runs under the plugin's
+        timeout and its ProbeError is the plugin's UNKNOWN line.
+        """
+        self.roots = roots
+        self.namespaces = namespaces
+        self.all_netns = all_netns
+        self.want_buckets = want_buckets
         self.max = None
         self.buckets = None
         self.sources: dict[str, str] = {}
         self.counts: list[NamespaceCount] = []
         self.unreadable: list[tuple[netns.Namespace, str]] = []
-        self.all_netns = False
         self.missing = None
         self.details: list[str] = []
         self.row_of: dict[str, NamespaceCount] = {}
 
     def read(self) -> None:
-        namespaces, self.all_netns = netns.selected(self.args, self.roots.proc)
+        namespaces = self.namespaces
+        if callable(namespaces):
+            namespaces, self.all_netns = namespaces()
         self.max, self.sources["max"] = sysctl.read_max(self.roots)
         if self.want_buckets:
             self.buckets, self.sources["buckets"] = sysctl.read_buckets(self.roots)
