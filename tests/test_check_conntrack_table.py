@@ -11,7 +11,7 @@ import time
 import pytest
 from conntrack_checks.checks import check_conntrack_table
 from conntrack_checks.errors import ProbeError
-from conntrack_checks.kernel import ctdump
+from conntrack_checks.kernel import ctdump, dump
 from conntrack_checks.kernel.sysctl import Roots
 from kernel_trees import nf_tree, write_tree
 from unprivileged import as_nobody
@@ -63,14 +63,14 @@ GARBAGE = "hello world"
 TRUNCATED = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.1 dst="
 
 
-def tally_of(text: str | bytes, keys=("dst",)) -> ctdump.Tally:
+def tally_of(text: str | bytes, keys=("dst",)) -> ctdump.DumpCounts:
     """``text`` counted as the plugin counts a dump: read from a pipe."""
     data = text.encode() if isinstance(text, str) else text
     read_end, write_end = os.pipe()
     writer = threading.Thread(target=lambda: (os.write(write_end, data), os.close(write_end)),
                               daemon=True)
     writer.start()
-    tally = ctdump.Tally(keys)
+    tally = ctdump.DumpCounts(keys)
     try:
         ctdump.read_stream(read_end, tally)
     finally:
@@ -79,7 +79,7 @@ def tally_of(text: str | bytes, keys=("dst",)) -> ctdump.Tally:
     return tally
 
 
-def summary(tally: ctdump.Tally) -> dict:
+def summary(tally: ctdump.DumpCounts) -> dict:
     totals = tally.totals()
     return {
         "entries": tally.entries,
@@ -231,7 +231,7 @@ def test_a_big_table_goes_through_cat_only_where_there_is_one(tmp_path, monkeypa
         monkeypatch.setattr(ctdump, "CAT", cat)
     (tmp_path / "net").mkdir()
     (tmp_path / "net" / "nf_conntrack").write_bytes(big_text(300))
-    tally = ctdump.Tally()
+    tally = ctdump.DumpCounts()
     assert ctdump.dump_proc(Roots(str(tmp_path), "/sys"), tally, expected=ctdump.PIPE_FROM)
     assert (tally.entries, tally.piped) == (300, piped)
 
@@ -244,7 +244,7 @@ def test_reading_a_pipe_in_small_buffers_loses_no_line(monkeypatch, chunk):
     writer = threading.Thread(target=lambda: (os.write(write_end, data), os.close(write_end)),
                               daemon=True)
     writer.start()
-    tally = ctdump.Tally(("dst",))
+    tally = ctdump.DumpCounts(("dst",))
     ctdump.read_stream(read_end, tally)
     writer.join()
     os.close(read_end)
@@ -259,7 +259,7 @@ def test_a_line_longer_than_the_buffer_is_an_error(monkeypatch):
     os.write(write_end, PROC_TCP.encode() + b"\n")
     os.close(write_end)
     with pytest.raises(ProbeError, match="a line of more than 64 bytes"):
-        ctdump.read_stream(read_end, ctdump.Tally())
+        ctdump.read_stream(read_end, ctdump.DumpCounts())
     os.close(read_end)
 
 
@@ -365,6 +365,123 @@ def test_plugin_output(run_main, roots, tmp_path, case, lines, argv, code, expec
                               "above 60%), then tcp/443 (100); ")
 
 
+@pytest.mark.parametrize("case, lines, argv, code, expected",
+                         [c for c in PLUGIN_CASES if c[4] and c[0] != "unknown-only-garbage"],
+                         ids=[c[0] for c in PLUGIN_CASES
+                              if c[4] and c[0] != "unknown-only-garbage"])
+@pytest.mark.parametrize("sample", ["all", "400"])
+def test_sample_all_and_a_table_no_bigger_than_the_sample_give_exact_output(
+        run_main, roots, case, lines, argv, code, expected, sample):
+    got, out = run_main(check_conntrack_table.main, *roots(table_tree(lines)), *argv,
+                        "--sample", sample)
+    assert (got, out) == (code, expected)
+
+
+def interleaved(hot: int, spread: int) -> list[str]:
+    """skewed_lines in a mixed order: the first entries hold the same shares as the whole."""
+    hot_lines, spread_lines = skewed_lines(hot, 0), skewed_lines(0, spread)
+    step = hot // spread
+    out = []
+    for i, line in enumerate(spread_lines):
+        out += [*hot_lines[i * step:(i + 1) * step], line]
+    return out
+
+
+def test_a_table_bigger_than_the_sample_is_estimated_with_its_margin(run_main, roots):
+    # 300 hot of 400 entries, 3 hot then 1 spread: the first 100 hold 75 hot.
+    code, out = run_main(check_conntrack_table.main,
+                         *roots(table_tree(interleaved(300, 100), count=4000, limit=10000)),
+                         "--sample", "100", "--share-of", "entries", "-w", "70")
+    assert code == 1
+    # 4000 entries by the kernel's count; 75 of 100 is 75% +- 8.4 (Wilson: 65.7-82.4%).
+    assert out == (
+        "CONNTRACK TABLE WARNING - 4000 entries (40.0% of max 10000); top destination "
+        "192.0.2.53 holds about 3000 (75.0% +- 8.4% of entries, from a sample of 100, warning "
+        "above 70%), then 198.51.100.0 (about 40), 198.51.100.1 (about 40); tcp about 1000 "
+        "(established 1000), udp about 3000; assured about 1000, unreplied about 3000, "
+        "nated about 0 | assured=1000;;;0 close=0;;;0 close_wait=0;;;0 established=1000;;;0 "
+        "fin_wait=0;;;0 icmp=0;;;0 last_ack=0;;;0 max=10000;;;0 nated=0;;;0 other=0;;;0 "
+        "syn_recv=0;;;0 syn_sent=0;;;0 tcp=1000;;;0 time_wait=0;;;0 top_share=75%;70;;0;100 "
+        "total=4000;;;0 udp=3000;;;0 unreplied=3000;;;0\n")
+
+
+def test_the_margin_of_a_share_of_max_is_scaled_to_max(run_main, roots):
+    code, out = run_main(check_conntrack_table.main,
+                         *roots(table_tree(interleaved(300, 100), count=4000, limit=10000)),
+                         "--sample", "100")
+    assert code == 0
+    # 75% +- 8.4 of 4000 entries is 30% +- 3.4 of a max of 10000.
+    assert "holds about 3000 (30.0% +- 3.4% of max, from a sample of 100), then" in out
+    assert " top_share=30%;40;60;0;100 " in out
+
+
+def test_verbose_shows_the_sample_and_each_margin(run_main, roots, tmp_path):
+    code, out = run_main(check_conntrack_table.main,
+                         *roots(table_tree(interleaved(300, 100), count=4000, limit=10000)),
+                         "--sample", "100", "-v", "--top", "2")
+    assert code == 0
+    text = out.split("\n| ")[0].splitlines()
+    assert text[1].startswith(f"{tmp_path}/proc/net/nf_conntrack: a sample of 100 of 4000 "
+                              "entries (read in chunks, ")
+    assert text[1].endswith("s; the kernel counted 4000 just before); the counts below are "
+                            "estimates: share in the sample x 4000, +- the 95% margin of the "
+                            "share (Wilson score interval)")
+    assert text[2:] == [
+        "protocols: udp 3000, tcp 1000",
+        "states: tcp:established 1000",
+        "families: ipv4 4000",
+        "flags: assured 1000, unreplied 3000, nated 0",
+        "rank   entries % entries    +-   % max  destination",
+        "   1      3000      75.0   8.4    30.0  192.0.2.53",
+        "   2        40       1.0   2.6     0.4  198.51.100.0",  # Wilson: 0.2-5.4%
+        "thresholds -w/-c on the biggest group's estimated share of max (the point estimate; "
+        "the margin is shown, not used)",
+    ]
+
+
+@pytest.mark.parametrize("k, n, low, high", [
+    (50, 100, 0.4038, 0.5962),  # the textbook case: 50% +- 9.6
+    (1, 10, 0.0179, 0.4042),
+    (0, 100, 0.0, 0.0370),  # nothing seen: still up to 3.7%
+    (100, 100, 0.9630, 1.0),
+    (30000, 100000, 0.2972, 0.3028),  # the default sample: 30% +- 0.28
+])
+def test_wilson_intervals_of_known_samples(k, n, low, high):
+    got = dump.wilson(k, n)
+    assert got == pytest.approx((low, high), abs=5e-5)
+
+
+def test_the_worst_margin_falls_under_two_points_at_2398_entries():
+    assert dump.worst_margin(2397) >= dump.MARGIN_LIMIT > dump.worst_margin(2398)
+    assert dump.worst_margin(dump.DEFAULT_SAMPLE) == pytest.approx(0.31, abs=0.005)
+
+
+def test_read_table_gives_estimates_with_the_sample_size(tmp_path):
+    proc, sys_root = write_tree(tmp_path, table_tree(interleaved(300, 100), count=4000,
+                                                     limit=10000))
+    table = dump.read_table(Roots(proc, sys_root), source="proc", sample=100, keys=())
+    assert (table.exact, table.read, table.total, table.count) == (False, 100, 4000, 4000)
+    totals = table.totals()
+    assert dict(totals["protocol"]) == {"udp": 3000, "tcp": 1000}
+    assert dict(totals["state"]) == {"tcp:established": 1000}
+    assert dump.counts(totals)["unreplied"] == 3000
+    whole = dump.read_table(Roots(proc, sys_root), source="proc", sample=None, keys=())
+    assert (whole.exact, whole.read, whole.total) == (True, 400, 400)
+    assert dict(whole.totals()["protocol"]) == {"udp": 300, "tcp": 100}
+
+
+def test_read_table_stops_at_its_deadline(tmp_path):
+    proc, sys_root, _, thread = hanging_table(tmp_path, interleaved(300, 100), 4000)
+    started = time.monotonic()
+    table = dump.read_table(Roots(proc, sys_root), source="proc",
+                            deadline=time.monotonic() + 0.5)
+    took = time.monotonic() - started
+    thread.join()
+    assert 0.4 < took < 1.5
+    assert (table.counts.interrupted, table.exact, table.read) == (True, False, 400)
+    assert not table.usable  # 400 entries: a margin of up to 4.9 points
+
+
 def test_verbose_ranks_the_groups_and_names_the_source(run_main, roots, tmp_path):
     lines = [*skewed_lines(300, 100), PROC_SNAT, GARBAGE]
     code, out = run_main(check_conntrack_table.main, *roots(table_tree(lines, count=402)),
@@ -419,6 +536,8 @@ def test_module_not_loaded_is_ok_by_default(run_main, tmp_path):
     (["--critical-state", "time_wait=x"], "'x' is not a Nagios range"),
     (["--top-by", "port"], "argument --top-by: invalid choice: 'port'"),
     (["--top", "0"], "'0' is not a whole number above 0"),
+    (["--sample", "0"], "'0' is neither a whole number above 0 nor all"),
+    (["--sample", "some"], "'some' is neither a whole number above 0 nor all"),
 ])
 def test_bad_arguments_are_unknown(run_main, argv, message):
     code, out = run_main(check_conntrack_table.main, *argv)
@@ -428,20 +547,28 @@ def test_bad_arguments_are_unknown(run_main, argv, message):
     assert len(out.splitlines()) == 1
 
 
-def test_timeout_reports_what_was_counted_so_far(run_main, tmp_path):
-    proc, sys_root = write_tree(tmp_path, table_tree([], count=9, proc_file=None))
+def hanging_table(tmp_path, lines, count, limit=1000):
+    """A fixture tree whose proc file is a FIFO: ``lines`` come, then the dump hangs 3 s."""
+    proc, sys_root = write_tree(tmp_path, table_tree([], count=count, limit=limit,
+                                                     proc_file=None))
     fifo = os.path.join(proc, "net", "nf_conntrack")
     os.makedirs(os.path.dirname(fifo), exist_ok=True)
     os.mkfifo(fifo)
 
     def writer():
         with open(fifo, "wb") as handle:  # blocks until the plugin opens it
-            handle.write("".join(line + "\n" for line in skewed_lines(5, 2)).encode())
+            handle.write("".join(line + "\n" for line in lines).encode())
             handle.flush()
             time.sleep(3)  # the dump "hangs": the plugin must not
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
+    return proc, sys_root, fifo, thread
+
+
+def test_a_timeout_too_early_for_a_margin_is_unknown_with_shares_not_counts(run_main,
+                                                                              tmp_path):
+    proc, sys_root, fifo, thread = hanging_table(tmp_path, skewed_lines(5, 2), 9)
     started = time.monotonic()
     code, out = run_main(check_conntrack_table.main, "--proc-root", proc, "--sys-root",
                          sys_root, "--source", "proc", "-t", "1")
@@ -449,12 +576,29 @@ def test_timeout_reports_what_was_counted_so_far(run_main, tmp_path):
     thread.join()
     assert code == 3
     assert took < 2.5
+    assert out == (
+        f"CONNTRACK TABLE UNKNOWN - timed out after 1 s reading {fifo}: 7 of 9 entries read, "
+        "too few for shares within 2 points; of those read: top destination 192.0.2.53 "
+        "71.4%, then 198.51.100.0 14.3%, 198.51.100.1 14.3%; tcp 28.6%, udp 71.4%; "
+        "assured 28.6%, unreplied 71.4%, nated 0.0% | max=1000;;;0\n")
+
+
+def test_a_timeout_after_enough_entries_answers_with_the_estimate(run_main, tmp_path):
+    # 3000 entries read of 10000 (a margin of at most 1.8 points), then the dump hangs.
+    proc, sys_root, _, thread = hanging_table(tmp_path, skewed_lines(900, 2100), 10000,
+                                                 limit=10000)
+    code, out = run_main(check_conntrack_table.main, "--proc-root", proc, "--sys-root",
+                         sys_root, "--source", "proc", "-t", "1")
+    thread.join()
+    assert code == 0, out
     assert out.startswith(
-        f"CONNTRACK TABLE UNKNOWN - timed out after 1 s reading {fifo}, counted so far: "
-        "7 of 9 entries; top destination 192.0.2.53 holds 5 (0.5% of max), "
-        "then 198.51.100.0 (1), 198.51.100.1 (1); tcp 2 (established 2), udp 5; assured 2, "
-        "unreplied 5, nated 0 | ")
-    assert " total=7;;;0 " in out
+        "CONNTRACK TABLE OK - 10000 entries (100.0% of max 10000); top destination "
+        "192.0.2.53 holds about 3000 (30.0% +- 1.6% of max, from a sample of 3000 cut short "
+        "by the timeout), then 198.51.100.0 (about 70), 198.51.100.1 (about 70); tcp about "
+        "7000 (established 7000), udp about 3000; assured about 7000, unreplied about 3000, "
+        "nated about 0 | ")
+    assert " total=10000;;;0 " in out and " udp=3000;;;0 " in out
+    assert " top_share=30%;40;60;0;100 " in out
 
 
 def test_report_section_is_plain_json_data(tmp_path):

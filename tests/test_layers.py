@@ -22,9 +22,8 @@ LAYERS = ("base", "readers", "nagios", "checks", "report")
 # Imports the rules forbid that are still there, each to go with the move that
 # ends it: when one goes, remove it here (the test fails while it is listed and gone).
 PENDING = {
-    # the log, table and tuning report_section() move into logs/, kernel/, tuning/
+    # the log and tuning report_section() move into logs/, tuning/
     ("report.sections", "checks.check_conntrack_log"),
-    ("report.sections", "checks.check_conntrack_table"),
     ("report.sections", "checks.check_conntrack_tuning"),
 }
 

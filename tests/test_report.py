@@ -258,3 +258,18 @@ def test_every_key_a_renderer_reads_is_in_what_its_section_produces(tmp_path, mo
 
 def test_every_section_has_a_renderer():
     assert {name for name, _, _ in sections.SECTIONS} == set(render.RENDERERS)
+
+
+def test_talkers_from_a_sample_are_shown_as_estimates_with_margins():
+    data = {"source": "/proc/net/nf_conntrack", "entries": 1000000, "entries_read": 100000,
+            "exact": False, "seconds": 0.4, "interrupted": False,
+            "top": {"dst": [{"key": "127.0.9.9", "entries": 300700, "share_of_entries": 30.07,
+                             "share_of_max": 28.6, "margin_of_entries": 0.284}]},
+            "states": {}, "protocols": {"udp": 1000000}, "flags": {"assured": 0}}
+    assert render.render_talkers(data, render.Paint(False)) == [
+        "  a sample of 100000 of 1000000 entries read from /proc/net/nf_conntrack in 0.40 s; "
+        "counts are estimates, shares +- their 95% margin",
+        "  by dst: 127.0.9.9 about 300700 (30.1% +- 0.3%)",
+        "  protocols: udp 1000000",
+        "  assured 0",
+    ]

@@ -1,6 +1,6 @@
 """check_conntrack_table: what fills the connection-tracking table?
 
-Reads every entry of the table (/proc/net/nf_conntrack, or the ctnetlink
+Reads the entries of the table (/proc/net/nf_conntrack, or the ctnetlink
 dump `conntrack -L` where the kernel has no proc file) and counts them by
 protocol, TCP state and flag (ASSURED, UNREPLIED, NAT-ed), and by a key you
 pick (--top-by): source, destination, destination port, source+destination
@@ -8,140 +8,60 @@ pick (--top-by): source, destination, destination port, source+destination
 the biggest group (--share-of entries: share of the entries present);
 --warning-state/--critical-state NAME=RANGE alert on the count of a state or
 flag. Needs root (or CAP_NET_ADMIN with --source netlink).
+
+A table bigger than --sample N entries is read only that far: a dump comes
+in hash order, so its first entries are a uniform random sample of the
+table. Its counts are then estimates ("about"), the sample's share times
+the kernel's exact count, with the 95% margin of the share; --sample all
+reads every entry. When -t strikes, what was read is the answer if it gives
+every share within 2 points, else UNKNOWN with the shares seen.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import nagiosplugin
 from nagiosplugin.state import Unknown
 
 from .. import defaults
-from ..errors import ModuleMissing, ProbeError
-from ..kernel import ctdump, netns, sysctl
+from ..errors import ModuleMissing
+from ..kernel import ctdump, dump, sysctl
 from ..nagios import options, plugin
 
 NAME = "CONNTRACK TABLE"
-TCP_STATES = ("established", "syn_sent", "syn_recv", "fin_wait", "close_wait",
-              "last_ack", "time_wait", "close")
+TCP_STATES = dump.TCP_STATES
 COUNT_LABELS = ("total", "tcp", "udp", "icmp", "other", *TCP_STATES,
                 "assured", "unreplied", "nated")
 
-
-class NamespaceTable:
-    """One namespace's dump: the tally, the count the kernel gave before it."""
-
-    def __init__(self, ns: netns.Namespace, tally: ctdump.Tally, count: int, seconds: float):
-        self.ns = ns
-        self.tally = tally
-        self.count = count
-        self.seconds = seconds
-
-
-def dump_namespaces(roots, namespaces, all_netns, source="auto", keys=("dst",)):
-    """Dump and count each namespace; returns (tables, unreadable, max).
-
-    Stops after the namespace in which the timeout struck (its tally says
-    ``interrupted``).
-    """
-    limit, _ = sysctl.read_max(roots)
-
-    def dump(ns):
-        tally = ctdump.Tally(keys)
-        start = time.monotonic()
-        count, _ = sysctl.read_count(roots)
-        ctdump.dump(roots, tally, source, expected=count)
-        return NamespaceTable(ns, tally, count, time.monotonic() - start)
-
-    done, unreadable = netns.read_each(namespaces, dump, all_netns,
-                                       stop=lambda table: table.tally.interrupted)
-    tables = [table for _, table in done]
-    for table in tables:
-        tally = table.tally
-        if tally.entries == 0 and tally.lines:
-            raise ProbeError(
-                f"none of the {tally.lines} lines of {tally.source} looks like a "
-                f"conntrack entry (first: {tally.sample.decode('ascii', 'replace')!r})"
-            )
-    return tables, unreadable, limit
-
-
-def counts(totals: dict) -> dict[str, int]:
-    """The perfdata counts (fw_conntrack's names and a few more) of one tally."""
-    proto = totals["protocol"]
-    state = totals["state"]
-    out = {"total": totals["entries"], "tcp": proto["tcp"], "udp": proto["udp"],
-           "icmp": proto["icmp"] + proto["icmpv6"]}
-    out["other"] = out["total"] - out["tcp"] - out["udp"] - out["icmp"]
-    for name in TCP_STATES:
-        out[name] = state[f"tcp:{name}"]
-    for flag in ("assured", "unreplied", "nated"):
-        out[flag] = totals["flag"][flag]
-    return out
+# conntrack-report and older callers: the section now lives in kernel/dump.py.
+report_section = dump.report_section
 
 
 def _share(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
-def section(table: NamespaceTable, limit: int, top: int) -> dict:
-    """One namespace's table as plain data."""
-    tally = table.tally
-    totals = tally.totals()
-    groups = {}
-    for key, grp in tally.groups.items():
-        groups[key] = [
-            {"key": text, "entries": n, "share_of_entries": round(_share(n, tally.entries), 3),
-             "share_of_max": round(_share(n, limit), 3)}
-            for text, n in grp.top(top)
-        ]
-    return {
-        "namespace": table.ns.name,
-        "source": tally.source,
-        "entries": tally.entries,
-        "count_before_dump": table.count,
-        "max": limit,
-        "seconds": round(table.seconds, 3),
-        "interrupted": tally.interrupted,
-        "lines_not_understood": tally.garbage,
-        "families": dict(totals["family"]),
-        "protocols": dict(totals["protocol"].most_common()),
-        "states": dict(totals["state"].most_common()),
-        "flags": {f: totals["flag"][f] for f in ("assured", "unreplied", "nated")},
-        "counts": counts(totals),
-        "top": groups,
-        "top_error": {k: g.error for k, g in tally.groups.items() if g.error},
-    }
-
-
-def report_section(roots, top=5, keys=("dst", "src", "dport"), source="auto",
-                   namespace=None) -> dict:
-    """The table's contents for conntrack-report: JSON-able, no nagiosplugin objects.
-
-    ``roots`` is a sysctl.Roots; ``namespace`` a netns.Namespace (default: the
-    current one). Raises ProbeError (not root, module missing, ...) on failure.
-    """
-    ns = namespace or netns.Namespace.current()
-    tables, _, limit = dump_namespaces(roots, [ns], False, source, tuple(keys))
-    return section(tables[0], limit, top)
-
-
 class TableDump(nagiosplugin.Resource):
-    """Every entry of the table of each selected namespace, counted."""
+    """The table of each selected namespace: counted whole, or estimated from a sample."""
 
-    def __init__(self, args):
+    def __init__(self, args, deadline: float | None = None):
         self.args = args
+        self.deadline = deadline
         self.roots = sysctl.Roots(args.proc_root, args.sys_root)
-        self.tables: list[NamespaceTable] = []
+        self.tables: list[dump.TableRead] = []
         self.unreadable = []
         self.all_netns = False
         self.max = 0
         self.missing = None
         self.details: list[str] = []
         self.counts: dict[str, int] = {}
-        self.worst: NamespaceTable | None = None
+        self.worst: dump.TableRead | None = None
+        self.short: dump.TableRead | None = None  # cut short by the timeout, too few read
+        self.estimated = False
         self.top_share = 0.0
+        self.top_margin = 0.0
 
     @property
     def name(self):
@@ -151,139 +71,209 @@ class TableDump(nagiosplugin.Resource):
         args = self.args
         try:
             namespaces, self.all_netns = options.namespaces(args)
-            self.tables, self.unreadable, self.max = dump_namespaces(
-                self.roots, namespaces, self.all_netns, args.source, (args.top_by,))
+            self.tables, self.unreadable, self.max = dump.read_namespaces(
+                self.roots, namespaces, self.all_netns, args.source, (args.top_by,),
+                args.sample, self.deadline)
         except ModuleMissing as exc:
             self.missing = str(exc)
             return [nagiosplugin.Metric("nf_conntrack", str(exc), context="missing")]
         return list(self.metrics())
 
-    def basis(self, table: NamespaceTable) -> int:
-        return table.tally.entries if self.args.share_of == "entries" else self.max
+    def basis(self, table: dump.TableRead) -> int:
+        return table.total if self.args.share_of == "entries" else self.max
 
-    def biggest(self, table: NamespaceTable):
-        top = table.tally.groups[self.args.top_by].top(1)
-        return top[0] if top else (None, 0)
+    def biggest(self, table: dump.TableRead) -> tuple[str | None, int, int]:
+        top = table.top(self.args.top_by, 1)
+        return top[0] if top else (None, 0, 0)
+
+    def share(self, table: dump.TableRead) -> tuple[float, float]:
+        """The biggest group's share of the basis and its margin, in percent."""
+        _, k, n = self.biggest(table)
+        if self.args.share_of == "entries":
+            return table.share(k), table.margin(k)
+        scale = _share(table.total, self.max)
+        return _share(n, self.max), table.margin(k) * scale / 100.0
 
     def metrics(self):
         summed: dict[str, int] = dict.fromkeys(COUNT_LABELS, 0)
         for table in self.tables:
-            for label, value in counts(table.tally.totals()).items():
+            for label, value in dump.counts(table.totals()).items():
                 summed[label] += value
         self.counts = summed
-        self.worst = max(self.tables,
-                         key=lambda t: _share(self.biggest(t)[1], self.basis(t)))
-        self.top_share = _share(self.biggest(self.worst)[1], self.basis(self.worst))
+        self.estimated = any(not t.exact for t in self.tables)
+        self.short = next((t for t in self.tables if not t.usable), None)
+        self.worst = max(self.tables, key=lambda t: self.share(t)[0])
+        self.top_share, self.top_margin = self.share(self.worst)
+        self._explain()
+        yield nagiosplugin.Metric("max", self.max, min=0, context="max")
+        if self.short is not None:
+            # Too few entries for shares within MARGIN_LIMIT points: no counts
+            # as perfdata (a partial count is no value of the table's).
+            yield nagiosplugin.Metric(
+                "timeout",
+                f"timed out after {self.args.timeout} s reading {self.short.counts.source}",
+                context="timeout")
+            return
         for label in COUNT_LABELS:
             yield nagiosplugin.Metric(label, summed[label], min=0,
                                       context=f"count:{label}")
         yield nagiosplugin.Metric("top_share", self.top_share, "%", min=0, max=100,
                                   context="top_share")
-        yield nagiosplugin.Metric("max", self.max, min=0, context="max")
-        interrupted = [t for t in self.tables if t.tally.interrupted]
-        if interrupted:
-            where = interrupted[0]
-            yield nagiosplugin.Metric(
-                "timeout",
-                f"timed out after {self.args.timeout} s reading {where.tally.source}, "
-                "counted so far",
-                context="timeout")
-        self._explain()
 
-    def _inside(self, table: NamespaceTable) -> str:
+    def _inside(self, table: dump.TableRead) -> str:
         return "" if table.ns.path is None else f" inside netns {table.ns.name}"
 
     def _explain(self) -> None:
         args = self.args
         words = ctdump.KEY_WORDS[args.top_by]
         for table in self.tables:
-            tally = table.tally
-            how = "read in chunks by cat in a child process" if tally.piped else "read in chunks"
-            self.details.append(
-                f"{tally.source}{self._inside(table)}: {tally.entries} entries "
-                f"({how}, {table.seconds:.2f} s; the kernel counted {table.count} "
-                "just before)")
-            totals = tally.totals()
+            dumped = table.counts
+            how = "read in chunks by cat in a child process" if dumped.piped else "read in chunks"
+            if table.exact:
+                self.details.append(
+                    f"{dumped.source}{self._inside(table)}: {dumped.entries} entries "
+                    f"({how}, {table.seconds:.2f} s; the kernel counted {table.count} "
+                    "just before)")
+            else:
+                cut = ", cut short by the timeout" if dumped.interrupted else ""
+                self.details.append(
+                    f"{dumped.source}{self._inside(table)}: a sample of {dumped.entries} of "
+                    f"{table.total} entries ({how}{cut}, {table.seconds:.2f} s; the kernel "
+                    f"counted {table.count} just before); the counts below are estimates: "
+                    f"share in the sample x {table.total}, +- the 95% margin of the share "
+                    "(Wilson score interval)")
+            totals = table.totals()
             self.details.append("protocols: " + _listing(totals["protocol"]))
             if totals["state"]:
                 self.details.append("states: " + _listing(totals["state"]))
             self.details.append("families: " + _listing(totals["family"]))
             self.details.append("flags: " + ", ".join(
-                f"{f} {totals['flag'][f]}" for f in ("assured", "unreplied", "nated")))
-            grp = tally.groups[args.top_by]
-            rows = grp.top(args.top)
+                f"{f} {totals['flag'][f]}" for f in dump.FLAGS))
+            grp = dumped.groups[args.top_by]
+            rows = table.top(args.top_by, args.top)
             basis = "entries" if args.share_of == "entries" else "max"
-            self.details.append(f"{'rank':>4} {'entries':>9} {'% entries':>9} "
-                                f"{'% max':>7}  {words}")
-            for rank, (text, n) in enumerate(rows, 1):
-                self.details.append(f"{rank:>4} {n:>9} {_share(n, tally.entries):>9.1f} "
-                                    f"{_share(n, self.max):>7.1f}  {text}")
+            if table.exact:
+                self.details.append(f"{'rank':>4} {'entries':>9} {'% entries':>9} "
+                                    f"{'% max':>7}  {words}")
+                for rank, (text, _, n) in enumerate(rows, 1):
+                    self.details.append(f"{rank:>4} {n:>9} {table.share(n):>9.1f} "
+                                        f"{_share(n, self.max):>7.1f}  {text}")
+            else:
+                self.details.append(f"{'rank':>4} {'entries':>9} {'% entries':>9} {'+-':>5} "
+                                    f"{'% max':>7}  {words}")
+                for rank, (text, k, n) in enumerate(rows, 1):
+                    self.details.append(
+                        f"{rank:>4} {n:>9} {table.share(k):>9.1f} {table.margin(k):>5.1f} "
+                        f"{_share(n, self.max):>7.1f}  {text}")
             if grp.error:
                 self.details.append(
                     f"more than {grp.limit} distinct {words} values: counts may be low "
-                    f"by up to {grp.error} (rare values were dropped to bound memory)")
-            if tally.garbage:
+                    f"by up to {table.estimate(grp.error)} (rare values were dropped to "
+                    "bound memory)")
+            if dumped.garbage:
                 self.details.append(
-                    f"{tally.garbage} lines not understood, first: "
-                    f"{tally.sample.decode('ascii', 'replace')!r}")
-            self.details.append(f"thresholds -w/-c on the biggest group's share of {basis}")
+                    f"{dumped.garbage} lines not understood, first: "
+                    f"{dumped.sample.decode('ascii', 'replace')!r}")
+            if table.exact:
+                self.details.append(
+                    f"thresholds -w/-c on the biggest group's share of {basis}")
+            else:
+                self.details.append(
+                    f"thresholds -w/-c on the biggest group's estimated share of {basis} "
+                    "(the point estimate; the margin is shown, not used)")
         for ns, why in self.unreadable:
             self.details.append(f"netns {ns.name} not read: {why}")
+
+    def _prefix(self, table: dump.TableRead) -> str:
+        if self.all_netns:
+            return (f"{len(self.tables)} namespaces, {self.counts['total']} entries; "
+                    f"worst netns {table.ns.name}: ")
+        if table.ns.path is not None:
+            return f"netns {table.ns.name}: "
+        return ""
 
     def status_text(self, results) -> str:
         if self.missing:
             return self.missing
-        args = self.args
         hints = {r.metric.name: r.hint for r in results if r.metric and r.hint
                  and int(r.state) > 0}
-        table = self.worst
-        tally = table.tally
-        words = ctdump.KEY_WORDS[args.top_by]
-        prefix = ""
-        if self.all_netns:
-            prefix = f"{len(self.tables)} namespaces, {self.counts['total']} entries; "
-            prefix += f"worst netns {table.ns.name}: "
-        elif table.ns.path is not None:
-            prefix = f"netns {table.ns.name}: "
-        basis = "entries" if args.share_of == "entries" else "max"
-        if tally.interrupted:
-            head = f"{tally.entries} of {table.count} entries"
+        if self.short is not None:
+            text = hints["timeout"] + ": " + self._short_text(self.short)
         else:
-            head = f"{tally.entries} entries ({_share(tally.entries, self.max):.1f}% of max " \
-                   f"{self.max})"
-        rows = tally.groups[args.top_by].top(3)
-        if rows:
-            text, n = rows[0]
-            part = (f"top {words} {text} holds {n} ({self.top_share:.1f}% of {basis}"
-                    + (f", {hints['top_share']})" if "top_share" in hints else ")"))
-            if len(rows) > 1:
-                part += ", then " + ", ".join(f"{t} ({m})" for t, m in rows[1:])
-            head += f"; {part}"
-        parts = [prefix + head, self._protocols()]
-        flags = [f"{f} {self.counts[f]}" for f in ("assured", "unreplied", "nated")]
-        parts.append(", ".join(flags))
-        for label in COUNT_LABELS:
-            if label in hints:
-                parts.append(f"{label} {self.counts[label]} ({hints[label]})")
-        text = "; ".join(parts)
-        if "timeout" in hints:
-            text = hints["timeout"] + ": " + text
+            text = self._text(hints)
         if self.unreadable:
             text += f"; {len(self.unreadable)} namespaces not readable (see -v)"
         return text
 
-    def _protocols(self) -> str:
+    def _text(self, hints) -> str:
+        args = self.args
+        table = self.worst
+        words = ctdump.KEY_WORDS[args.top_by]
+        basis = "entries" if args.share_of == "entries" else "max"
+        about = "about " if self.estimated else ""
+        head = f"{table.total} entries ({_share(table.total, self.max):.1f}% of max {self.max})"
+        rows = table.top(args.top_by, 3)
+        if rows:
+            text, _, n = rows[0]
+            if table.exact:
+                part = f"top {words} {text} holds {n} ({self.top_share:.1f}% of {basis}"
+            else:
+                part = (f"top {words} {text} holds about {n} ({self.top_share:.1f}% +- "
+                        f"{self.top_margin:.1f}% of {basis}, from a sample of "
+                        f"{table.read}")
+                if table.counts.interrupted:
+                    part += " cut short by the timeout"
+            part += f", {hints['top_share']})" if "top_share" in hints else ")"
+            if len(rows) > 1:
+                sure = "" if table.exact else "about "
+                part += ", then " + ", ".join(f"{t} ({sure}{m})" for t, _, m in rows[1:])
+            head += f"; {part}"
+        parts = [self._prefix(table) + head, self._protocols(about)]
+        parts.append(", ".join(f"{f} {about}{self.counts[f]}" for f in dump.FLAGS))
+        for label in COUNT_LABELS:
+            if label in hints:
+                parts.append(f"{label} {about}{self.counts[label]} ({hints[label]})")
+        return "; ".join(parts)
+
+    def _short_text(self, table: dump.TableRead) -> str:
+        """What a read cut short too early saw: shares of the entries read, not counts."""
+        read = table.read
+        text = (f"{self._prefix(table)}{read} of {table.count} entries read, too few for "
+                f"shares within {dump.MARGIN_LIMIT:g} points")
+        if not read:
+            return text
+        words = ctdump.KEY_WORDS[self.args.top_by]
+        rows = table.top(self.args.top_by, 3)
+        part = f"top {words} {rows[0][0]} {table.share(rows[0][1]):.1f}%"
+        if len(rows) > 1:
+            part += ", then " + ", ".join(f"{t} {table.share(k):.1f}%" for t, k, _ in rows[1:])
+        seen = dump.counts(table.counts.totals())
+        protocols = ", ".join(f"{p} {table.share(seen[p]):.1f}%"
+                              for p in ("tcp", "udp", "icmp", "other") if seen[p])
+        flags = ", ".join(f"{f} {table.share(seen[f]):.1f}%" for f in dump.FLAGS)
+        return f"{text}; of those read: {part}; {protocols}; {flags}"
+
+    def _protocols(self, about: str = "") -> str:
         c = self.counts
         out = []
         if c["tcp"]:
             states = [f"{s} {c[s]}" for s in TCP_STATES if c[s]]
-            out.append(f"tcp {c['tcp']}" + (f" ({', '.join(states)})" if states else ""))
-        out += [f"{p} {c[p]}" for p in ("udp", "icmp", "other") if c[p]]
+            out.append(f"tcp {about}{c['tcp']}" + (f" ({', '.join(states)})" if states else ""))
+        out += [f"{p} {about}{c[p]}" for p in ("udp", "icmp", "other") if c[p]]
         return ", ".join(out) or "no entries"
 
 
 def _listing(counter) -> str:
     return ", ".join(f"{k} {v}" for k, v in counter.most_common()) or "none"
+
+
+def sample_size(text: str) -> int | None:
+    """argparse type of --sample: a whole number above 0, or ``all`` (None)."""
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number above 0 nor all")
+    return int(text)
 
 
 state_threshold = plugin.named_range(
@@ -312,6 +302,10 @@ def parser():
                         "unreplied=50000 (repeatable; names: the perfdata labels)")
     p.add_argument("--critical-state", type=state_threshold, action="append", default=[],
                    metavar="NAME=RANGE", help="the same, critical")
+    p.add_argument("--sample", type=sample_size, default=dump.DEFAULT_SAMPLE, metavar="N|all",
+                   help="read at most N entries of a bigger table and estimate its counts "
+                        "from them, with their 95%% margin (default "
+                        f"{dump.DEFAULT_SAMPLE}); all: read every entry")
     p.add_argument("--source", choices=("auto", "proc", "netlink"), default="auto",
                    help="proc: /proc/net/nf_conntrack (or ip_conntrack); netlink: "
                         "`conntrack -L`; auto (default): proc where the kernel has it")
@@ -327,7 +321,10 @@ def share_ranges(args):
 
 @nagiosplugin.guarded(verbose=0)
 def main(argv=None):
+    started = time.monotonic()
     args = parser().parse_args(argv)
+    # Stop reading in time to answer with what was read before -t strikes.
+    deadline = started + args.timeout - min(1.0, 0.2 * args.timeout)
     warning, critical = share_ranges(args)
     warn_state = dict(args.warning_state)
     crit_state = dict(args.critical_state)
@@ -337,7 +334,7 @@ def main(argv=None):
         for label in COUNT_LABELS
     ]
     check = nagiosplugin.Check(
-        TableDump(args),
+        TableDump(args, deadline),
         plugin.ThresholdContext("top_share", warning, critical, unit="%"),
         *contexts,
         plugin.PerfContext("max"),

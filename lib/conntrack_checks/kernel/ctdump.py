@@ -8,6 +8,13 @@ fields a line needs and ``Counter`` counts them, so Python does no work per
 line. Dumping a big table costs the kernel seconds of CPU: the dump runs in
 a child process (``cat`` on the open proc file, or ``conntrack``) on another
 CPU while this process parses what already arrived.
+
+A read may stop early: at ``limit`` lines (a sample: both dumps walk the hash
+table bucket by bucket, and an entry's bucket comes from a keyed hash with a
+per-boot seed mixed with the namespace, so the first entries of a dump are a
+uniform random sample of the table), or at a ``deadline`` (time.monotonic()),
+checked between reads; a pipe is polled so a dump that hangs cannot hold the
+reader past it. Whole lines read before the stop are counted either way.
 """
 
 from __future__ import annotations
@@ -15,10 +22,9 @@ from __future__ import annotations
 import gc
 import os
 import re
+import time
 from collections import Counter
 from operator import itemgetter
-
-import nagiosplugin
 
 from ..errors import ProbeError
 from . import sysctl
@@ -137,10 +143,16 @@ class Groups:
         return [(key_text(self.key, k), v) for k, v in self.counts.most_common(n)]
 
 
-class Tally:
-    """What a dump held: entries by class, groups by key, lines not understood."""
+class DumpCounts:
+    """What a dump held: entries by class, groups by key, lines not understood.
 
-    def __init__(self, keys=("dst",), key_limit: int = KEY_LIMIT):
+    ``limit``: read at most this many lines (None: all); ``deadline``: a
+    time.monotonic() value to stop at. ``sampled`` / ``interrupted`` say
+    which stopped the read; neither means the whole dump was counted.
+    """
+
+    def __init__(self, keys=("dst",), key_limit: int = KEY_LIMIT, limit: int | None = None,
+                 deadline: float | None = None):
         self.classes: Counter = Counter()
         self.flags: Counter = Counter()
         self.groups = {k: Groups(k, key_limit) for k in keys}
@@ -148,12 +160,20 @@ class Tally:
         self.lines = 0
         self.entries = 0
         self.sample: bytes | None = None  # the first line not understood
-        self.interrupted = False
+        self.limit = limit
+        self.deadline = deadline
+        self.sampled = False  # stopped at ``limit`` lines
+        self.interrupted = False  # stopped at the deadline
         self.source = ""
         self.piped = False  # the proc file was read through a cat child
 
+    @property
+    def complete(self) -> bool:
+        """The whole dump was counted: the counts are exact."""
+        return not (self.sampled or self.interrupted)
+
     def read(self, fd: int) -> None:
-        """Count all ``fd`` gives, in place in one buffer (no copies).
+        """Count what ``fd`` gives, in place in one buffer (no copies).
 
         The buffer starts with the newline that ended the previous chunk's
         last whole line, then the partial line carried over, then new data.
@@ -162,28 +182,30 @@ class Tally:
         view = memoryview(buf)
         buf[0:1] = b"\n"
         start = 1
+        ready = _poller(fd, self.deadline)
         try:
             while True:
                 # Fill the whole buffer first: proc files and pipes give 4 KiB
                 # a read, and parsing each bit apart would cost more than it.
                 filled = start
-                try:
-                    while filled < CHUNK:
-                        got = os.readv(fd, [view[filled:CHUNK]])
-                        if not got:
-                            break
-                        filled += got
-                except nagiosplugin.Timeout:
-                    # Count the whole lines read so far before giving up.
-                    cut = buf.rfind(b"\n", 1, filled) + 1
-                    if cut > 1:
-                        self._count(buf, cut)
-                    raise
+                while filled < CHUNK:
+                    if ready is not None and not ready():
+                        # Count the whole lines read so far, then stop.
+                        self.interrupted = True
+                        cut = buf.rfind(b"\n", 1, filled) + 1
+                        if cut > 1:
+                            self._count(buf, cut)
+                        return
+                    got = os.readv(fd, [view[filled:CHUNK]])
+                    if not got:
+                        break
+                    filled += got
                 if filled == CHUNK and start == CHUNK:
                     raise ProbeError(f"a line of more than {CHUNK} bytes: not a conntrack table")
                 cut = buf.rfind(b"\n", 1, filled) + 1
                 if cut > 1:
-                    self._count(buf, cut)
+                    if self._count(buf, cut):
+                        return
                 else:
                     cut = 1
                 rest = filled - cut
@@ -197,10 +219,18 @@ class Tally:
         finally:
             view.release()
 
-    def _count(self, buf, end: int) -> None:
-        """Count the lines of ``buf[1:end]``; ``buf[0]`` and ``buf[end-1]`` are newlines."""
-        rows = self.pattern.findall(buf, 0, end)
+    def _count(self, buf, end: int) -> bool:
+        """Count the lines of ``buf[1:end]``; ``buf[0]`` and ``buf[end-1]`` are newlines.
+
+        True when ``limit`` lines have been counted: the sample is complete.
+        """
         lines = buf.count(b"\n", 1, end)
+        full = self.limit is not None and self.lines + lines >= self.limit
+        if full:
+            lines = self.limit - self.lines
+            end = _after_lines(buf, lines)
+            self.sampled = True
+        rows = self.pattern.findall(buf, 0, end)
         if len(rows) < lines and self.sample is None:
             self.sample = _first_bad(bytes(buf[1:end]), self.pattern)
         self.lines += lines
@@ -209,6 +239,7 @@ class Tally:
         self.classes.update(map(_CLASS, rows))
         for groups in self.groups.values():
             groups.update(rows)
+        return full
 
     @property
     def garbage(self) -> int:
@@ -232,6 +263,37 @@ class Tally:
             if not plain:
                 out["flag"]["nated"] += n
         return out
+
+
+def _after_lines(buf, lines: int) -> int:
+    """The end of the first ``lines`` lines of ``buf[1:]`` (just past the newline of the last)."""
+    pos = 0
+    for _ in range(lines):
+        pos = buf.find(b"\n", pos + 1)
+    return pos + 1
+
+
+def _poller(fd: int, deadline: float | None):
+    """A function that waits until ``fd`` can be read: False once ``deadline`` has passed.
+
+    None without a deadline. Regular files (the proc file read in-process)
+    are always ready; only the clock is checked for them.
+    """
+    if deadline is None:
+        return None
+    import select
+    import stat
+
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return lambda: time.monotonic() < deadline
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+
+    def ready() -> bool:
+        left = deadline - time.monotonic()
+        return left > 0 and bool(poll.poll(left * 1000))
+
+    return ready
 
 
 def _first_bad(data, pattern) -> bytes:
@@ -270,11 +332,9 @@ def _address(raw: bytes) -> str:
     return text
 
 
-def read_stream(fd: int, tally: Tally) -> None:
-    """Count what ``fd`` gives until its end, or until the plugin's timeout.
+def read_stream(fd: int, tally: DumpCounts) -> None:
+    """Count what ``fd`` gives until its end, the sample size or the deadline.
 
-    nagiosplugin's Timeout (SIGALRM) is caught here so that what was counted
-    so far stays in ``tally`` (``tally.interrupted``) instead of being lost.
     The cyclic garbage collector is paused meanwhile: the parsed rows are
     millions of tuples and hold no cycles, yet would trigger scan after scan.
     """
@@ -282,8 +342,6 @@ def read_stream(fd: int, tally: Tally) -> None:
     gc.disable()
     try:
         tally.read(fd)
-    except nagiosplugin.Timeout:
-        tally.interrupted = True
     finally:
         if paused:
             gc.enable()
@@ -336,9 +394,9 @@ def _child(cmd, stdin=None):
 def _stop(child, finished: bool) -> bytes:
     """End the child; its stderr.
 
-    Killed when its output was not read to the end (a timeout, an error):
-    it may still be dumping. After the end it is exiting on its own, and a
-    kill then would race that exit and read as a failure of a good dump.
+    Killed when its output was not read to the end (a sample, a deadline,
+    an error): it may still be dumping. After the end it is exiting on its
+    own, and a kill then would race that exit and read as a failed dump.
     """
     if not finished and child.poll() is None:
         child.kill()
@@ -349,7 +407,7 @@ def _stop(child, finished: bool) -> bytes:
     return err
 
 
-def dump_proc(roots: sysctl.Roots, tally: Tally, expected: int = 0) -> bool:
+def dump_proc(roots: sysctl.Roots, tally: DumpCounts, expected: int = 0) -> bool:
     """Count the proc file of the current namespace; False if there is none."""
     opened = open_proc(roots)
     if opened is None:
@@ -368,10 +426,10 @@ def dump_proc(roots: sysctl.Roots, tally: Tally, expected: int = 0) -> bool:
     finished = False
     try:
         read_stream(child.stdout.fileno(), tally)
-        finished = not tally.interrupted
+        finished = tally.complete
     finally:
         err = _stop(child, finished)
-    if child.returncode and not tally.interrupted:
+    if child.returncode and tally.complete:
         raise ProbeError(f"cat {path} failed: {_words(err)}")
     return True
 
@@ -380,7 +438,7 @@ def conntrack_tool() -> str | None:
     return _first_existing(CONNTRACK_TOOLS)
 
 
-def dump_netlink(tally: Tally) -> None:
+def dump_netlink(tally: DumpCounts) -> None:
     """Count `conntrack -L` (a ctnetlink dump) of the current namespace."""
     tool = conntrack_tool()
     if tool is None:
@@ -393,10 +451,10 @@ def dump_netlink(tally: Tally) -> None:
     finished = False
     try:
         read_stream(child.stdout.fileno(), tally)
-        finished = not tally.interrupted
+        finished = tally.complete
     finally:
         err = _stop(child, finished)
-    if child.returncode and not tally.interrupted:
+    if child.returncode and tally.complete:
         words = _words(err)
         if any(w in words for w in ("not permitted", "denied", "CAP_NET_ADMIN", "root")):
             raise TableDenied(
@@ -412,7 +470,7 @@ def _words(err: bytes) -> str:
     return text.split("): ", 1)[-1][:200] or "no message"
 
 
-def dump(roots: sysctl.Roots, tally: Tally, source: str = "auto", expected: int = 0) -> None:
+def dump(roots: sysctl.Roots, tally: DumpCounts, source: str = "auto", expected: int = 0) -> None:
     """Count the table of the current namespace from ``source``.
 
     auto: the proc file where the kernel has one, else `conntrack -L`. A proc

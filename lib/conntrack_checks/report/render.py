@@ -138,13 +138,22 @@ def fmt_hours(hours: float) -> str:
 
 
 def render_talkers(data: dict, paint: Paint) -> list[str]:
-    lines = [f"  {data['entries']} entries read from {data['source']} in "
-             f"{data['seconds']:.2f} s" + (" (interrupted)" if data.get("interrupted") else "")]
+    exact = data.get("exact", True)
+    if exact:
+        lines = [f"  {data['entries']} entries read from {data['source']} in "
+                 f"{data['seconds']:.2f} s"]
+    else:
+        lines = [f"  a sample of {data['entries_read']} of {data['entries']} entries read from "
+                 f"{data['source']} in {data['seconds']:.2f} s"
+                 + (", cut short by the time limit" if data.get("interrupted") else "")
+                 + "; counts are estimates, shares +- their 95% margin"]
     for key, rows in (data.get("top") or {}).items():
         if not rows:
             continue
         lines.append(f"  by {key}: " + ", ".join(
-            f"{r['key']} {r['entries']} ({r['share_of_entries']:.1f}%)" for r in rows))
+            f"{r['key']} {'' if exact else 'about '}{r['entries']} "
+            f"({r['share_of_entries']:.1f}%"
+            + ("" if exact else f" +- {r['margin_of_entries']:.1f}%") + ")" for r in rows))
     for label in ("states", "protocols"):
         values = data.get(label) or {}
         if values:

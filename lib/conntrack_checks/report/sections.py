@@ -163,8 +163,8 @@ def events(host: Host) -> dict:
 
 
 def talkers(host: Host) -> dict:
-    """The biggest groups of the fullest namespace (else this one): the dump's report_section."""
-    from ..checks.check_conntrack_table import report_section
+    """The biggest groups of the fullest namespace (else this one), from a sample when big."""
+    from ..kernel.dump import report_section
 
     return report_section(host.roots, top=5, namespace=host.fullest)
 
