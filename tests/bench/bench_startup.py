@@ -9,7 +9,9 @@ round, and prints medians and the ratio to the floor; also to the floor
 without the interpreter's teardown ("bare"), which the plugins skip
 (plugin.execute), to show their own work. With ``--netns N``
 (root) it also creates N empty network namespaces and times
-``check_conntrack --all-netns`` over them, then deletes them.
+``check_conntrack --all-netns`` over them, then deletes them. With
+``--tricks`` it times, instead, what each start-up trick of
+conntrack_checks/speed.py saves: the same Python line with and without it.
 
 Not part of the test suite: numbers depend on the machine, ratios less so.
 """
@@ -80,6 +82,37 @@ def report(medians: dict[str, float], floor: str, bare: str, target: float | Non
     return ok
 
 
+CHECK = "from conntrack_checks.checks import check_conntrack as c"
+# speed.py's tricks: (what, the line with it, the line without it).
+TRICKS = [
+    ("1. argparse without gettext", "import conntrack_checks",
+     "import argparse, conntrack_checks"),
+    ("2. argparse phrases untranslated", f"import gettext; {CHECK}; c.parser()",
+     f"import gettext; {CHECK}; c.plugin.argparse._ = gettext.gettext; c.parser()"),
+    ("3. fixed help width", f"{CHECK}; c.parser()",
+     f"{CHECK}; c.plugin.speed.HelpFormatter = c.plugin.argparse.HelpFormatter; c.parser()"),
+    ("4. no teardown (os._exit)", f"import os; {CHECK}; os._exit(0)", CHECK),
+    ("5. no dataclasses", "import nagiosplugin", "import nagiosplugin, dataclasses"),
+    ("5. no typing", "import nagiosplugin", "import nagiosplugin, typing"),
+    ("5. no subprocess", "import nagiosplugin", "import nagiosplugin, subprocess"),
+    ("5. no socket", "import nagiosplugin", "import nagiosplugin, socket"),
+]
+
+
+def tricks(runs: int) -> None:
+    """Median ms of each line with and without each trick, and what the trick saves."""
+    commands = {}
+    for what, with_it, without in TRICKS:
+        commands[(what, "with")] = [sys.executable, "-c", with_it]
+        commands[(what, "without")] = [sys.executable, "-c", without]
+    medians = interleaved(commands, runs)
+    print(f"{'trick (speed.py)':<36} {'with ms':>8} {'without':>8} {'saves ms':>9}")
+    for what, _, _ in TRICKS:
+        with_it, without = medians[(what, "with")], medians[(what, "without")]
+        print(f"{what:<36} {with_it * 1000:>8.1f} {without * 1000:>8.1f} "
+              f"{(without - with_it) * 1000:>9.1f}")
+
+
 def plugin_commands(plugins: list[str], state_dir: str) -> dict[str, list[str]]:
     commands = {}
     for line in plugins:
@@ -109,10 +142,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--netns", type=int, default=0, metavar="N",
                         help="also time --all-netns over N namespaces (root)")
+    parser.add_argument("--tricks", action="store_true",
+                        help="time what each start-up trick of speed.py saves instead")
     parser.add_argument("--plugins", nargs="+", default=PLUGINS, metavar="ARGV",
                         help="plugin command lines to time, e.g. 'check_conntrack_log "
                              "--source kmsg' (default: each plugin's usual call)")
     args = parser.parse_args()
+    if args.tricks:
+        print(f"interpreter {sys.executable}, {args.runs} interleaved rounds")
+        tricks(args.runs)
+        return 0
     floor = f"{Path(sys.executable).name} -c 'import nagiosplugin'"
     commands = {floor: [sys.executable, "-c", "import nagiosplugin"]}
     # The plugins leave without the interpreter's teardown (plugin.execute):

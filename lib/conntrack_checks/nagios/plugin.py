@@ -8,7 +8,6 @@ or booleans, contexts for fixed states, and the options every plugin shares.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import sys
@@ -16,15 +15,11 @@ import sys
 import nagiosplugin
 from nagiosplugin.state import Critical, Ok, Unknown, Warn
 
-from .. import __version__
+from .. import __version__, speed
 
 UNKNOWN_EXIT = 3
 
-# argparse asks gettext to translate each of its own phrases as a parser is
-# built (where __init__ could not keep gettext out). No translation of them is
-# installed (Debian ships none), and the search (importing locale, probing for
-# .mo files) cost more than a millisecond; plugin output is English anyway.
-argparse._ = str
+speed.untranslated_phrases()  # why: speed.py
 STATES = {"ok": Ok, "warning": Warn, "critical": Critical, "unknown": Unknown}
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
@@ -32,22 +27,11 @@ _NUMBER = r"-?\d+(?:\.\d+)?"
 _RANGE = rf"@?(?:(?:~|{_NUMBER}):)?(?:{_NUMBER})?\Z"
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Help in 80 columns, as the plugin guidelines ask.
-
-    A fixed width also spares argparse asking for the terminal size each time
-    it builds a formatter (once per option): a measurable part of start-up.
-    """
-
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=80):
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that answers --help, --version and mistakes with exit 3 on stdout."""
 
     def __init__(self, *args, status_name: str, **kwargs):
-        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("formatter_class", speed.HelpFormatter)
         super().__init__(*args, **kwargs)
         self.status_name = status_name
 
@@ -299,13 +283,8 @@ def run(check: nagiosplugin.Check, args) -> None:
 def execute(main) -> None:
     """Run an executable's ``main()``, then end the process at once with its exit code.
 
-    The interpreter's orderly teardown (freeing every module and object one
-    by one) costs about 8 ms, as much as a plugin's own work, on every run
-    of every check. The plugins need none of it: the output is flushed
-    here; files are closed, state is fsynced and children are waited for
-    before main() returns; no thread runs and no exit handler writes
-    anything (nagiosplugin logs to memory). Tests that call main() itself
-    see SystemExit as usual.
+    No interpreter teardown (speed.fast_exit, which says what that forbids).
+    Tests that call main() itself see SystemExit as usual.
     """
     try:
         main()
@@ -317,8 +296,4 @@ def execute(main) -> None:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    for stream in (sys.stdout, sys.stderr):
-        # A reader that went away (NRPE after its timeout) cannot be told anything.
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+    speed.fast_exit(code)
