@@ -1,12 +1,9 @@
-"""check_conntrack_log: messages, rotations, state and window semantics on real files."""
+"""check_conntrack_log through main(): rotations, state, windows and sources on real files."""
 
 from __future__ import annotations
 
-import calendar
-import gzip
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -16,264 +13,8 @@ from pathlib import Path
 
 import pytest
 from conntrack_checks.checks import check_conntrack_log as ccl
-from conntrack_checks.errors import ProbeError
-from conntrack_checks.kernel.sysctl import Roots
-from conntrack_checks.logs import kmsg, logfile, logmsg
-
-NOW_FMT = "%b %d %H:%M:%S"
-
-# --- messages (data-driven) ---------------------------------------------------------
-
-VARIANTS = [
-    # line, kind, netns, count
-    ("ip_conntrack: table full, dropping packet.", "table_full", None, 1),
-    ("nf_conntrack: table full, dropping packet.", "table_full", None, 1),
-    ("nf_conntrack: table full, dropping packet", "table_full", None, 1),
-    ("nf_conntrack: nf_conntrack: table full, dropping packet", "table_full", None, 1),
-    ("nf_conntrack: nf_conntrack: table full in netns 4026532246, dropping packet",
-     "table_full", 4026532246, 1),
-    ("nf_conntrack: table or zone full, dropping packet", "table_full", None, 1),
-    ("Mar 14 03:12:18 fw kernel: [1234567.890123] nf_conntrack: table full, dropping packet",
-     "table_full", None, 1),
-    ("2026-11-23T15:08:00.123456+00:00 fw kernel: nf_conntrack: nf_conntrack: table full in "
-     "netns 7, dropping packet", "table_full", 7, 1),
-    ("nf_conntrack: expectation table full", "expectation_full", None, 1),
-    ("nf_conntrack: nf_conntrack: expectation table full", "expectation_full", None, 1),
-    ("net_ratelimit: 4000 callbacks suppressed", "suppressed", None, 4000),
-    ("__ratelimit: 12 callbacks suppressed", "suppressed", None, 12),
-    ("printk: 7 messages suppressed.", "suppressed", None, 7),
-    ("quiet_error: 3 callbacks suppressed", None, None, 0),
-    ("nf_conntrack version 0.5.0 (65536 buckets, 262144 max)", None, None, 0),
-    ("nf_conntrack: falling back to vmalloc.", None, None, 0),
-    ("nf_conntrack: automatic helper assignment is deprecated", None, None, 0),
-    ("systemd[1]: conntrackd.service: table full, dropping packet? no", None, None, 0),
-]
-
-
-@pytest.mark.parametrize("line, kind, netns, count", VARIANTS)
-def test_every_message_variant(line, kind, netns, count):
-    found = logmsg.classify(line.encode())
-    if kind is None:
-        assert found is None
-        return
-    assert (found.kind, found.netns, found.count) == (kind, netns, count)
-    # the chunk scanner finds the same line among others
-    block = f"noise one\n{line}\nnoise conntrackd two\n".encode()
-    assert [ln for _, ln in logmsg.scan(block) if logmsg.classify(ln)] == [line.encode()]
-
-
-def test_grep_pattern_matches_the_same_lines():
-    regex = re.compile(logmsg.TABLE_FULL_PATTERN)
-    for line, kind, _, _ in VARIANTS:
-        assert bool(regex.search(line)) == (kind == "table_full"), line
-
-
-@pytest.mark.parametrize("line, expected", [
-    # calendar.timegm((2026, 11, 23, 14, 8, 0)) == 1795442880
-    ("2026-11-23T15:08:00.5+01:00 h kernel: x", 1795442880.5),
-    ("2026-11-23T14:08:00Z h kernel: x", 1795442880),
-    ("2026-11-23T09:08:00.000000-05:00 h kernel: x", 1795442880),
-    ("<4>1 2026-11-23T14:08:00.000000+00:00 h kernel - - x", 1795442880),
-])
-def test_rfc3339_times(line, expected):
-    assert logmsg.syslog_time(line, time.time()) == pytest.approx(expected, abs=0.01)
-
-
-def test_traditional_times_are_local_and_never_in_next_year():
-    now = time.mktime((2027, 1, 1, 0, 30, 0, 0, 0, -1))
-    assert logmsg.syslog_time("Dec 31 23:59:00 h kernel: x", now) == \
-        time.mktime((2026, 12, 31, 23, 59, 0, 0, 0, -1))
-    assert logmsg.syslog_time("Jan  1 00:10:00 h kernel: x", now) == \
-        time.mktime((2027, 1, 1, 0, 10, 0, 0, 0, -1))
-    assert logmsg.syslog_time("no time here", now) is None
-
-
-# The parsers are written with bytes and str methods (compiling regexes cost more
-# than reading a megabyte in a fresh process); these regexes are the specification
-# they are checked against, on the variants above and on thousands of mutations.
-SPEC_TABLE_FULL = re.compile(rb"(?:ip|nf)_conntrack: (?:nf_conntrack: )?table (?:or zone )?full"
-                             rb"(?: in netns (\d+))?, dropping packet")
-SPEC_EXPECT_FULL = re.compile(rb"(?:ip|nf)_conntrack: (?:nf_conntrack: )?expectation table full")
-SPEC_SUPPRESSED = re.compile(rb"(?:net_ratelimit|__ratelimit): (\d+) callbacks suppressed"
-                             rb"|printk: (\d+) messages suppressed")
-SPEC_RFC3164 = re.compile(r"(?:<\d+>)?([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)")
-SPEC_RFC3339 = re.compile(r"(?:<\d+>1? ?)?(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)"
-                          r"(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def spec_classify(line: bytes):
-    match = SPEC_TABLE_FULL.search(line)
-    if match:
-        return ("table_full", int(match.group(1)) if match.group(1) else None, 1)
-    match = SPEC_SUPPRESSED.search(line)
-    if match:
-        return ("suppressed", None, int(match.group(1) or match.group(2)))
-    if SPEC_EXPECT_FULL.search(line):
-        return ("expectation_full", None, 1)
-    return None
-
-
-def spec_syslog_time(line: str, now: float):
-    match = SPEC_RFC3339.match(line) if line[:1].isdigit() or line[:1] == "<" else None
-    if match:
-        y, mo, d, h, mi, s = (int(g) for g in match.groups()[:6])
-        if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
-            return None
-        frac, zone = float(match.group(7) or 0), match.group(8)
-        if zone is None:
-            return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
-        stamp = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) + frac
-        if zone != "Z":
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            stamp -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-        return stamp
-    match = SPEC_RFC3164.match(line) if not line[:1].isdigit() else None
-    if match and match.group(1) in MONTHS:
-        mo = MONTHS.index(match.group(1)) + 1
-        d, h, mi, s = (int(g) for g in match.groups()[1:])
-        if not (1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
-            return None
-        year = time.localtime(now).tm_year
-        stamp = time.mktime((year, mo, d, h, mi, s, 0, 0, -1))
-        if stamp > now + 86400:
-            stamp = time.mktime((year - 1, mo, d, h, mi, s, 0, 0, -1))
-        return stamp
-    return None
-
-
-def mutations(text: str, alphabet: str, count: int, seed: int):
-    """``text`` and ``count`` variants of it with characters deleted, replaced or inserted."""
-    rnd = random.Random(seed)
-    yield text
-    for _ in range(count):
-        chars = list(text)
-        for _ in range(rnd.randint(1, 3)):
-            at = rnd.randrange(len(chars) + 1)
-            what = rnd.random()
-            if what < 0.4 and at < len(chars):
-                del chars[at]
-            elif what < 0.7 and at < len(chars):
-                chars[at] = rnd.choice(alphabet)
-            else:
-                chars.insert(at, rnd.choice(alphabet))
-        yield "".join(chars)
-
-
-def test_classify_agrees_with_the_specification_on_mutations():
-    lines = [line for line, *_ in VARIANTS] + [
-        "kernel: [5.1] nf_conntrack: nf_conntrack: table or zone full in netns 12, dropping packet",
-        "kernel: ip_conntrack: ip_conntrack: expectation table full",
-        "kernel: nf_conntrack: net_ratelimit: 17 callbacks suppressed",
-        "printk: 12 messages suppressed. __ratelimit: 3 callbacks suppressed",
-    ]
-    checked = 0
-    for index, line in enumerate(lines):
-        for variant in mutations(line, "nf_ipconntrack: ,0123456789.x", 400, index):
-            raw = variant.encode()
-            found = logmsg.classify(raw)
-            got = found and (found.kind, found.netns, found.count)
-            assert got == spec_classify(raw), variant
-            checked += 1
-    assert checked > 8000
-
-
-def test_syslog_time_agrees_with_the_specification_on_mutations():
-    now = time.time()
-    stamps = ["2026-11-23T15:08:00.5+01:00 h kernel: x", "2026-11-23 14:08:00Z h",
-              "2026-11-23T09:08:00.000000-0500 h", "<4>1 2026-11-23T14:08:00.25+00:00 h",
-              "<13>2026-11-23T14:08:00 h", "<4> 2026-11-23T14:08:00+02:30 h",
-              "Nov 23 14:08:00 h kernel: x", "Jan  1 00:10:00 h", "<13>Dec 31 23:59:59 h",
-              "Mar 14 03:12:18 fw kernel: [1.0] nf_conntrack: x"]
-    checked = 0
-    for index, stamp in enumerate(stamps):
-        for variant in mutations(stamp, "0123456789 :-+.TZ<>1Nov", 400, index):
-            expected = spec_syslog_time(variant, now)
-            got = logmsg.syslog_time(variant, now)
-            assert (got is None) == (expected is None), variant
-            if got is not None:
-                assert got == pytest.approx(expected, abs=1e-6), variant
-            checked += 1
-    assert checked > 4000
-
-
-# --- a log written like rsyslog writes it -----------------------------------------
-
-
-class Log:
-    """A syslog file and its rotations in a temporary directory."""
-
-    def __init__(self, tmp_path: Path):
-        self.dir = tmp_path
-        self.path = tmp_path / "kern.log"
-        self.path.write_bytes(b"")
-        self.serial = 0
-        self.noise(3)
-
-    def line(self, text: str, when: float | None = None) -> bytes:
-        stamp = time.strftime(NOW_FMT, time.localtime(when or time.time()))
-        return f"{stamp} fw kernel: [{self.serial}.0] {text}\n".encode()
-
-    def ct(self, n: int = 1, to: Path | None = None, netns: int | None = None,
-           when: float | None = None) -> None:
-        ns = f" in netns {netns}" if netns else ""
-        data = b""
-        for _ in range(n):
-            self.serial += 1
-            data += self.line(f"nf_conntrack: nf_conntrack: table full{ns}, dropping packet",
-                              when)
-        self.append(data, to)
-
-    def text(self, text: str, to: Path | None = None) -> None:
-        self.append(self.line(text), to)
-
-    def noise(self, n: int, to: Path | None = None) -> None:
-        data = b""
-        for _ in range(n):
-            self.serial += 1
-            data += self.line(f"eth0: link up, serial {self.serial} " + "x" * 40)
-        self.append(data, to)
-
-    def append(self, data: bytes, to: Path | None = None) -> None:
-        with open(to or self.path, "ab") as handle:
-            handle.write(data)
-
-    def rotate(self, compress_now: bool = False, create: bool = True) -> None:
-        """logrotate rename+create: .1 -> .2.gz (delaycompress), live -> .1."""
-        gens = sorted((p for p in self.dir.glob("kern.log.*")
-                       if p.name[9:].split(".")[0].isdigit()),
-                      key=lambda p: -int(p.name[9:].split(".")[0]))
-        for p in gens:
-            n = int(p.name[9:].split(".")[0])
-            target = self.dir / f"kern.log.{n + 1}.gz"
-            if p.suffix == ".gz":
-                p.rename(target)
-            else:
-                gzip_file(p, target)
-        os.rename(self.path, self.dir / "kern.log.1")
-        if compress_now:
-            gzip_file(self.dir / "kern.log.1", self.dir / "kern.log.1.gz")
-        if create:
-            self.path.write_bytes(b"")
-
-    def copytruncate(self, compress_now: bool = False) -> None:
-        for p in sorted(self.dir.glob("kern.log.*"), reverse=True):
-            n = int(p.name.split(".")[2])
-            p.rename(self.dir / f"kern.log.{n + 1}{'.gz' if p.suffix == '.gz' else ''}")
-        target = self.dir / "kern.log.1"
-        shutil.copyfile(self.path, target)
-        with open(self.path, "r+b") as handle:
-            handle.truncate(0)
-        if compress_now:
-            gzip_file(target, self.dir / "kern.log.1.gz")
-
-
-def gzip_file(src: Path, dst: Path) -> None:
-    with open(src, "rb") as fin, gzip.open(dst, "wb") as fout:
-        shutil.copyfileobj(fin, fout)
-    os.utime(dst, (src.stat().st_atime, src.stat().st_mtime))
-    src.unlink()
+from conntrack_checks.logs import events, logfile, logmsg
+from log_fixtures import Log, gzip_file, scripted_kmsg
 
 
 @pytest.fixture
@@ -627,22 +368,13 @@ def test_a_day_long_incident_keeps_the_state_small(check, log, tmp_path):
     log.noise(1)
     code, count, out = check("--window", "1h")
     data = state_of(tmp_path)
-    assert len(data["events"]) <= 2 * (ccl.FINE + (86400 - ccl.FINE) / 60) + 4
+    assert len(data["events"]) <= 2 * (events.FINE + (86400 - events.FINE) / 60) + 4
     assert path.stat().st_size < 120_000
     # the hour's counts survive (the oldest minute may leave the window early)
     assert 2 * 3600 - 2 * 60 <= count <= 2 * 3600
     assert sum(r[2] for r in data["events"]) == 2 * len(day)
     assert sum(r[1] for r in data["supp"]) == 100 * len(day[::5])
     assert code == 2 and "in host (" in out and "netns [7] (" in out
-
-
-def test_per_minute_merge_keeps_every_count():
-    rows = [[600, None, 1], [601, None, 2], [601, 7, 1], [659, 7, 3], [660, None, 1],
-            [1000, None, 5]]
-    assert ccl.per_minute_before(rows, 1000) == [
-        [600, None, 3], [600, 7, 4], [660, None, 1], [1000, None, 5]]
-    assert ccl.per_minute_before(ccl.per_minute_before(rows, 1000), 1000) == \
-        ccl.per_minute_before(rows, 1000)
 
 
 def test_suppressed_line_in_a_later_run_is_attributed(check, log):
@@ -759,43 +491,6 @@ def test_eight_parallel_runs_count_each_event_once(log, tmp_path, run_plugin):
 # --- kmsg logic on scripted records (what this kernel cannot show on demand) --------
 
 
-def scripted_kmsg(monkeypatch, records):
-    """/dev/kmsg (fd -1) returns ``records`` one per read; every other fd is real."""
-    queue = list(records)
-    real_read, real_close = os.read, os.close
-
-    def fake_read(fd, size):
-        if fd != -1:
-            return real_read(fd, size)
-        item = queue.pop(0) if queue else BlockingIOError()
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    monkeypatch.setattr(kmsg, "open_kmsg", lambda path: -1)
-    monkeypatch.setattr(kmsg.os, "read", fake_read)
-    monkeypatch.setattr(kmsg.os, "close", lambda fd: None if fd == -1 else real_close(fd))
-
-
-def test_kmsg_sequence_gaps_epipe_and_continuations(monkeypatch):
-    scripted_kmsg(monkeypatch, [
-        b"4,10,100,-;old\n",
-        b"4,11,200,-,caller=T12;nf_conntrack: nf_conntrack: table full in netns 5, "
-        b"dropping packet\n SUBSYSTEM=net\n",
-        BrokenPipeError(),
-        b"4,15,300,c;net_ratelimit: 3 callbacks suppressed\n",
-    ])
-    got = []
-    seen = kmsg.read("/dev/kmsg", 10, lambda seq, usec, text: got.append((seq, usec, text)))
-    assert got == [(11, 200, b"nf_conntrack: nf_conntrack: table full in netns 5, "
-                                b"dropping packet"),
-                   (15, 300, b"net_ratelimit: 3 callbacks suppressed")]
-    assert (seen.last_seq, seen.lost, seen.records) == (15, 3, 2)
-    assert seen.bytes == len(b"4,11,200,-,caller=T12;nf_conntrack: nf_conntrack: table full in "
-                             b"netns 5, dropping packet\n SUBSYSTEM=net\n"
-                             b"4,15,300,c;net_ratelimit: 3 callbacks suppressed\n")
-
-
 def test_kmsg_baseline_takes_in_nothing_then_counts_new_records(run_main, tmp_path,
                                                                 monkeypatch):
     argv = ["--source", "kmsg", "--state-dir", str(tmp_path / "st")]
@@ -808,12 +503,6 @@ def test_kmsg_baseline_takes_in_nothing_then_counts_new_records(run_main, tmp_pa
     scripted_kmsg(monkeypatch, [*ring, new])
     code, out = run_main(ccl.main, *argv)
     assert code == 1 and f" bytes={len(new)}B;" in out and " lines=1;" in out, out
-
-
-def test_kmsg_new_boot_counts_overwritten_records(monkeypatch):
-    scripted_kmsg(monkeypatch, [b"6,40,1,-;first kept\n"])
-    seen = kmsg.read("/dev/kmsg", -1, lambda *a: None)
-    assert (seen.last_seq, seen.lost) == (40, 40)
 
 
 def test_kmsg_unreadable_is_unknown_with_the_fix(run_main, tmp_path):
@@ -858,46 +547,10 @@ def _as_nobody(run_plugin, base):
         assert code == 3 and words in out and out.count("\n") == 1, (out, err)
 
 
-def test_report_section_reads_without_state(log, tmp_path, monkeypatch):
-    log.ct(3, netns=4026532111)
-    log.text("net_ratelimit: 7 callbacks suppressed")
-    log.ct(2, when=time.time() - 3 * 86400)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    before = set(tmp_path.rglob("*"))
-    out = ccl.report_section(Roots(), 86400, source="file", logfiles=[str(log.path)])
-    json.dumps(out)
-    assert out["source"] == "file"
-    assert out["table_full"] == 3 and out["suppressed_estimate"] == 7
-    assert out["namespaces"] == {"4026532111": 3}
-    assert set(tmp_path.rglob("*")) == before
-    with pytest.raises(ProbeError):
-        ccl.report_section(Roots(), 60, source="file", logfiles=[str(tmp_path / "none")])
-
-
 def test_main_module_runs_as_a_script():
     done = subprocess.run([sys.executable, "-c", "from conntrack_checks.checks.check_conntrack_log "
                            "import main; main(['--help'])"], capture_output=True, text=True)
     assert done.returncode == 3 and "--window" in done.stdout
-
-
-def test_auto_picks_one_source(monkeypatch, tmp_path):
-    from argparse import Namespace
-    args = Namespace(source="auto", logfile=None)
-    syslog, kern = tmp_path / "syslog", tmp_path / "kern.log"
-    syslog.write_text("")
-    monkeypatch.setattr(ccl, "AUTO_FILES", (str(kern), str(tmp_path / "messages"), str(syslog)))
-    assert ccl.choose_source(args) == ("file", [str(syslog)])
-    kern.write_text("")
-    assert ccl.choose_source(args) == ("file", [str(kern)])  # never two views
-    kern.unlink()
-    syslog.unlink()
-    monkeypatch.setattr(ccl, "JOURNAL_DIRS", (str(tmp_path / "journal"),))
-    assert ccl.choose_source(args) == ("kmsg", [])
-    (tmp_path / "journal" / "mid").mkdir(parents=True)
-    (tmp_path / "journal" / "mid" / "system.journal").write_text("")
-    assert ccl.choose_source(args) == ("journal", [])
-    with pytest.raises(ProbeError, match="--logfile"):
-        ccl.choose_source(Namespace(source="file", logfile=None))
 
 
 def test_a_hanging_journalctl_is_killed_at_the_timeout(run_main, tmp_path, monkeypatch):
@@ -911,32 +564,6 @@ def test_a_hanging_journalctl_is_killed_at_the_timeout(run_main, tmp_path, monke
                          "--state-dir", str(tmp_path / "st"))
     assert time.monotonic() - started < 10
     assert code == 3 and "Timeout" in out and out.endswith("\n") and out.count("\n") == 1
-
-
-def test_report_section_keeps_the_journal_s_gaps(tmp_path, monkeypatch):
-    from conntrack_checks.logs import journal
-    usec = int(time.time() * 1e6)
-    entries = [{"__CURSOR": "c1", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "driver",
-                "MESSAGE": "Missed 5 kernel messages"},
-               {"__CURSOR": "c2", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "kernel",
-                "MESSAGE": "nf_conntrack: nf_conntrack: table full, dropping packet"}]
-    (tmp_path / "out.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
-    fake = tmp_path / "journalctl"
-    fake.write_text(f"#!/bin/sh\nexec cat {tmp_path / 'out.json'}\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(journal, "JOURNALCTL", (str(fake),))
-    section = ccl.report_section(Roots(), source="journal")
-    assert (section["source"], section["table_full"], section["lost_records"]) == \
-        ("journal", 1, 5)
-    assert section["gaps"] == ["journald: Missed 5 kernel messages"]
-
-
-def test_journald_missed_messages_are_a_gap():
-    from conntrack_checks.logs import journal
-    seen = journal.JournalRead()
-    journal._driver(b"Missed 42 kernel messages", seen)
-    journal._driver(b"Journal started", seen)
-    assert seen.lost == 42 and seen.gaps == ["journald: Missed 42 kernel messages"]
 
 
 @pytest.mark.parametrize("text, seconds", [("900", 900), ("15m", 900), ("2h", 7200),

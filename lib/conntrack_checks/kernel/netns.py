@@ -101,16 +101,7 @@ def discover(proc_root: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Nam
     own) called ``host`` and the others ``ns<inode>``. The same namespace seen twice is listed once.
     """
     found: dict[tuple[int, int], Namespace] = {}
-    try:
-        names = sorted(os.listdir(run_dir))
-    except OSError:
-        names = []
-    for name in names:
-        path = os.path.join(run_dir, name)
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue  # deleted meanwhile, or a stale name
+    for name, path, st in _named(run_dir):
         found.setdefault((st.st_dev, st.st_ino), Namespace(name, path, st.st_ino))
     try:
         entries = os.listdir(proc_root)
@@ -143,6 +134,28 @@ def discover(proc_root: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Nam
     if host in found:
         found[host].host = True
     return sorted(found.values(), key=lambda ns: not ns.host)
+
+
+def _named(run_dir: str):
+    """(name, path, stat) of each namespace `ip netns` named, in name order."""
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(run_dir, name)
+        try:
+            yield name, path, os.stat(path)
+        except OSError:
+            continue  # deleted meanwhile, or a stale name
+
+
+def names_by_inode(run_dir: str = NETNS_RUN_DIR) -> dict[int, str]:
+    """Namespace inode -> its `ip netns` name (the first name of one named twice)."""
+    names: dict[int, str] = {}
+    for name, _, st in _named(run_dir):
+        names.setdefault(st.st_ino, name)
+    return names
 
 
 def host_key(proc_root: str):

@@ -22,6 +22,7 @@ import subprocess
 import time
 
 from ..errors import ProbeError
+from .result import ReadResult
 
 JOURNALCTL = ("/usr/bin/journalctl", "/bin/journalctl")
 _MISSED = re.compile(r"Missed (\d+) kernel messages|/dev/kmsg buffer overrun")
@@ -34,22 +35,14 @@ def journalctl() -> str:
     raise ProbeError("journalctl not found (no systemd journal here): use --source file or kmsg")
 
 
-class JournalRead:
-    def __init__(self):
-        self.cursor: str | None = None
-        self.entries = 0
-        self.bytes = 0
-        self.lost = 0
-        self.gaps: list[str] = []
-        self.complete = True
-
-
 def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = False,
-         deadline: float | None = None, directory: str | None = None) -> JournalRead:
+         deadline: float | None = None, directory: str | None = None,
+         result: ReadResult | None = None) -> ReadResult:
     """Pass kernel entries after ``cursor`` to ``on_entry(epoch, text_bytes)``.
 
     ``tail``: only find the cursor of the newest entry (a first run's baseline).
     ``since``: entries from that epoch time on (without a cursor).
+    Counts are added to ``result`` when one is given.
     """
     cmd = [journalctl(), "-o", "json", "--no-pager", "-q",
            "--output-fields=MESSAGE,_TRANSPORT"]
@@ -62,7 +55,7 @@ def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = 
     elif since is not None:
         cmd.append(f"--since=@{int(since)}")
     cmd += ["_TRANSPORT=kernel", "_TRANSPORT=driver"]
-    seen = JournalRead()
+    seen = ReadResult() if result is None else result
     seen.cursor = cursor
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -88,7 +81,7 @@ def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = 
                     _driver(message, seen)
                 else:
                     when = int(entry.get("__REALTIME_TIMESTAMP", 0)) / 1e6 or time.time()
-                    seen.entries += 1
+                    seen.records += 1
                     on_entry(when, message)
             seen.cursor = entry.get("__CURSOR", seen.cursor)
             if deadline is not None and time.monotonic() > deadline:
@@ -102,12 +95,12 @@ def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = 
         _, err = proc.communicate()
     if seen.complete and proc.returncode:
         raise ProbeError(_problem(err, proc.returncode))
-    if not seen.entries and b"insufficient permissions" in err:
+    if not seen.records and b"insufficient permissions" in err:
         raise ProbeError(_problem(err, proc.returncode))
     return seen
 
 
-def _driver(message: bytes, seen: JournalRead) -> None:
+def _driver(message: bytes, seen: ReadResult) -> None:
     match = _MISSED.search(message.decode("utf-8", "replace"))
     if match:
         if match.group(1):

@@ -16,20 +16,10 @@ import os
 import time
 
 from ..errors import ProbeError
+from .result import ReadResult
 
 KMSG = "/dev/kmsg"
 RECORD = 16384  # above the kernel's record limit (8 KiB), else EINVAL
-
-
-class KmsgRead:
-    """What one pass over /dev/kmsg saw."""
-
-    def __init__(self):
-        self.last_seq: int | None = None
-        self.records = 0
-        self.bytes = 0
-        self.lost = 0
-        self.complete = True
 
 
 def boot_time() -> float:
@@ -51,13 +41,16 @@ def open_kmsg(path: str = KMSG) -> int:
         raise ProbeError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def read(path: str, after: int | None, on_record, deadline: float | None = None) -> KmsgRead:
+def read(path: str, after: int | None, on_record, deadline: float | None = None,
+         result: ReadResult | None = None) -> ReadResult:
     """Pass records with a sequence number above ``after`` to ``on_record(seq, usec, text)``.
 
     ``after`` None: every record in the ring, nothing counted as lost;
     -1: a new boot, records from 0 on (those overwritten count as lost).
+    The result's cursor is the last sequence number seen (``after`` if none);
+    counts are added to ``result`` when one is given.
     """
-    seen = KmsgRead()
+    seen = ReadResult() if result is None else result
     last = after
     fd = open_kmsg(path)
     try:
@@ -97,5 +90,5 @@ def read(path: str, after: int | None, on_record, deadline: float | None = None)
                 break
     finally:
         os.close(fd)
-    seen.last_seq = last
+    seen.cursor = last
     return seen

@@ -23,6 +23,8 @@ import re
 import time
 import zlib
 
+from .result import ReadResult
+
 # Small enough to stay in the CPU cache for the passes over it, and for a
 # fresh process to reuse the same memory chunk after chunk (larger buffers
 # cost more in first-touch page faults than the reading itself).
@@ -47,17 +49,6 @@ class Budget:
         """Account for a chunk; False once the budget is spent."""
         self.left -= nbytes
         return self.left > 0 and time.monotonic() < self.deadline
-
-
-class Tally:
-    """What reading found: lines, bytes, gaps and the unread backlog."""
-
-    def __init__(self):
-        self.lines = 0
-        self.bytes = 0
-        self.gaps: list[str] = []
-        self.backlog = 0
-        self.read: list[str] = []  # files read, for -v
 
 
 def _crc(data: bytes) -> str:
@@ -170,7 +161,7 @@ def baseline(path: str) -> dict:
     return dict(position_at(path, end), saved=time.time())
 
 
-def _read(path: str, pos: dict, budget: Budget, tally: Tally, on_line) -> tuple[dict, bool]:
+def _read(path: str, pos: dict, budget: Budget, result: ReadResult, on_line) -> tuple[dict, bool]:
     """Read ``path`` from ``pos`` to its end or the budget; (new position, finished)."""
     off = pos["off"]
     tail = b""
@@ -192,7 +183,7 @@ def _read(path: str, pos: dict, budget: Budget, tally: Tally, on_line) -> tuple[
             if last:
                 # splitlines() is the fastest line count CPython has (count()
                 # is twice as slow); a bare CR, which rsyslog escapes, would count too
-                tally.lines += len(bytes(view[:last]).splitlines())
+                result.records += len(bytes(view[:last]).splitlines())
                 on_line(buf, last)
                 off += last
                 tail = (tail + bytes(buf[max(0, last - FINGERPRINT):last]))[-FINGERPRINT:]
@@ -206,15 +197,15 @@ def _read(path: str, pos: dict, budget: Budget, tally: Tally, on_line) -> tuple[
                 tail = bytes(buf[drop - FINGERPRINT:drop])
                 buf[:4096] = buf[drop:carry]
                 carry = 4096
-            tally.bytes += got
+            result.bytes += got
             if not budget.spend(got):
                 done = False
                 break
         view.release()
         if not done:
             rest = _remaining(handle, path)
-            tally.backlog += rest + carry
-    tally.read.append(f"{path} from byte {pos['off']} to {off}")
+            result.unread += rest + carry
+    result.files_read.append(f"{path} from byte {pos['off']} to {off}")
     same = off == pos["off"] and (pos.get("ino") is not None or not _plain(path))
     new = pos if same else position_at(path, off, tail)
     return new, done
@@ -228,8 +219,8 @@ def _remaining(handle, path: str) -> int:
 
 
 def follow(path: str, state: dict | None, budget: Budget, on_line, now: float | None = None,
-           tally: Tally | None = None) -> tuple[dict, Tally]:
-    """Read what was added to ``path`` since ``state``; returns (new state, tally).
+           result: ReadResult | None = None) -> tuple[dict, ReadResult]:
+    """Read what was added to ``path`` since ``state``; returns (new state, what was read).
 
     ``on_line(buffer, size)`` gets ``buffer[:size]``, complete lines, in
     order, each once (the buffer is reused: copy what you keep).
@@ -237,12 +228,12 @@ def follow(path: str, state: dict | None, budget: Budget, on_line, now: float | 
     first runs with ``baseline()``).
     """
     now = time.time() if now is None else now
-    tally = tally or Tally()
+    result = result or ReadResult()
     state = dict(state or {"off": 0, "hlen": 0, "head": _crc(b""), "tail": _crc(b"")})
     drains = []
     old_drains = state.pop("drain", [])
     for drain in old_drains:
-        drain = _drain(path, drain, budget, tally, on_line, now)
+        drain = _drain(path, drain, budget, result, on_line, now)
         if drain:
             drains.append(drain)
     pos = {k: state.get(k) for k in ("off", "hlen", "head", "tail", "ino")}
@@ -259,7 +250,7 @@ def follow(path: str, state: dict | None, budget: Budget, on_line, now: float | 
                 break
         if start is None:
             if pos["off"]:
-                tally.gaps.append(
+                result.gaps.append(
                     f"{path} was truncated or replaced and no rotated copy holds the "
                     f"{pos['off']} bytes read before: lines written after the last check "
                     "and before that may be lost")
@@ -275,9 +266,10 @@ def follow(path: str, state: dict | None, budget: Budget, on_line, now: float | 
     newest_copy = queue[-2][0] if live and len(queue) > 1 else None
     for index, (where, at) in enumerate(queue):
         at = at or {"off": 0, "hlen": 0, "head": _crc(b""), "tail": _crc(b"")}
-        pos, done = _read(where, at, budget, tally, on_line)
+        pos, done = _read(where, at, budget, result, on_line)
         if not done:
-            tally.backlog += sum(_size(p) for p, _ in queue[index + 1:])
+            result.complete = False
+            result.unread += sum(_size(p) for p, _ in queue[index + 1:])
             break
         if where == newest_copy and _plain(where) and _mtime(where) > now - GRACE:
             drains.append(dict(pos, until=now + GRACE))
@@ -287,7 +279,7 @@ def follow(path: str, state: dict | None, budget: Budget, on_line, now: float | 
     pos = dict(pos, saved=state["saved"] if same and state.get("saved") else now)
     if drains:
         pos["drain"] = drains
-    return pos, tally
+    return pos, result
 
 
 def _copied_empty(path: str, state: dict, drains: list) -> str | None:
@@ -332,7 +324,7 @@ def _size(path: str) -> int:
         return 0
 
 
-def _drain(path: str, drain: dict, budget: Budget, tally: Tally, on_line,
+def _drain(path: str, drain: dict, budget: Budget, result: ReadResult, on_line,
            now: float) -> dict | None:
     """Read lines added to a recently rotated copy; the drain entry to keep, or None."""
     pos = {k: drain.get(k) for k in ("off", "hlen", "head", "tail", "ino")}
@@ -340,7 +332,7 @@ def _drain(path: str, drain: dict, budget: Budget, tally: Tally, on_line,
         if not _plain(copy) or not _matches(copy, pos):
             continue
         if _size(copy) > pos["off"]:
-            pos, _ = _read(copy, pos, budget, tally, on_line)
+            pos, _ = _read(copy, pos, budget, result, on_line)
         if now < drain["until"]:
             return dict(pos, until=drain["until"])
         return None

@@ -51,8 +51,8 @@ _SUPPRESSED = ((b"net_ratelimit: ", b"callbacks suppressed"),
                (b"printk: ", b"messages suppressed"))
 
 
-class Finding:
-    """One interesting kernel line: what it says and when it was logged."""
+class LogLine:
+    """One kernel line the check counts: what it says and when it was logged."""
 
     __slots__ = ("count", "kind", "line", "netns", "when")
 
@@ -65,21 +65,21 @@ class Finding:
         self.when = when
 
     def __repr__(self) -> str:
-        return f"Finding({self.kind!r}, netns={self.netns}, count={self.count}, when={self.when})"
+        return f"LogLine({self.kind!r}, netns={self.netns}, count={self.count}, when={self.when})"
 
 
-def classify(line: bytes) -> Finding | None:
-    """The finding in one line, or None."""
+def classify(line: bytes) -> LogLine | None:
+    """What one line says, or None when it says nothing the check counts."""
     for message in _conntrack_messages(line):
         full = _table_full(message)
         if full:
-            return Finding(TABLE_FULL, _text(line), full[0])
+            return LogLine(TABLE_FULL, _text(line), full[0])
     count = _suppressed(line)
     if count is not None:
-        return Finding(SUPPRESSED, _text(line), count=count)
+        return LogLine(SUPPRESSED, _text(line), count=count)
     for message in _conntrack_messages(line):
         if message.startswith(_EXPECT_FULL):
-            return Finding(EXPECT_FULL, _text(line))
+            return LogLine(EXPECT_FULL, _text(line))
     return None
 
 
