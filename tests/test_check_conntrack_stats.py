@@ -18,10 +18,10 @@ from kernel_trees import write_tree
 
 main = ccs.main
 TOP = 2**32 - 100
-IDLE = ("chaintoolong=0c;;;0 clash_resolve=0c;;;0 delete=0c;;;0 drop=0c;;;0 early_drop=0c;;;0 "
+# 5.15+: new, ignore and delete are printed as a constant 0, so not shown.
+IDLE = ("chaintoolong=0c;;;0 clash_resolve=0c;;;0 drop=0c;;;0 early_drop=0c;;;0 "
         "error=0c;;;0 expect_create=0c;;;0 expect_delete=0c;;;0 expect_new=0c;;;0 found=0c;;;0 "
-        "ignore=0c;;;0 insert=0c;;;0 insert_failed=0c;;;0 invalid=0c;;;0 new=0c;;;0 "
-        "search_restart=0c;;;0")
+        "insert=0c;;;0 insert_failed=0c;;;0 invalid=0c;;;0 search_restart=0c;;;0")
 
 
 class Kernel:
@@ -93,36 +93,81 @@ SCENARIOS = {
         [{}, {}], [{"drop": 600}, {"drop": 85}], 300, None, "5.15-chainlength", [],
         2, "CRITICAL - 685 packets dropped (2.283/s) since the last check 5m ago: table full "
            "(critical above 0)",
-        {"drop": "685c;;;0", "drop_delta": "685;;0;0", "drop_rate": "2.283;;;0",
-         "table_full_delta": "685;;;0", "early_drop_delta": "0;0;;0",
+        {"drop": "685c;;;0", "drop_delta": "685;;;0", "drop_rate": "2.283;;;0",
+         "table_full_delta": "685;;0;0", "clash_drop_delta": "0;0;;0",
+         "early_drop_delta": "0;0;;0",
          "insert_failed_rate": "0;0.017;;0"}),
     "only early_drop moved: warning": (
         [{}, {}], [{"early_drop": 12}, {}], 60, None, "5.15-chainlength", [],
         1, "WARNING - 12 entries evicted early (0.2/s) since the last check 60s ago: the "
            "table is at its limit (warning above 0)",
-        {"early_drop_delta": "12;0;;0", "drop_delta": "0;;0;0"}),
+        {"early_drop_delta": "12;0;;0", "drop_delta": "0;;;0", "table_full_delta": "0;;0;0"}),
     # 10 failed inserts, 3 for chain length; 7 clashes dropped a packet each, 5 drops
     # more were for a full table.
     "insert_failed rate warns, clash drops are not table full": (
         [{}, {}], [{"insert_failed": 10, "chainlength": 3, "drop": 12}, {}], 120, None,
         "5.15-chainlength", [],
-        2, "CRITICAL - 12 packets dropped (0.1/s) since the last check 2m ago: 5 table full, "
-           "7 failed inserts (clashes) (critical above 0); 10 inserts failed (0.083/s) "
-           "(warning above 0.017/s)",
-        {"table_full_delta": "5;;;0", "chaintoolong_delta": "3;;;0"}),
+        2, "CRITICAL - 12 packets dropped (0.1/s) since the last check 2m ago: 5 table full "
+           "(critical above 0), 7 failed inserts (clashes) (warning above 0); 10 inserts "
+           "failed (0.083/s) (warning above 0.017/s)",
+        {"table_full_delta": "5;;0;0", "clash_drop_delta": "7;0;;0",
+         "chaintoolong_delta": "3;;;0"}),
+    # A healthy host (20,000 of 262,144 entries) with 10 clash drops: not a page.
+    "clash drops alone warn, a full table is critical": (
+        [{"entries": 20000}, {"entries": 20000}],
+        [{"entries": 20000, "insert_failed": 10, "drop": 10}, {"entries": 20000}], 600, None,
+        "5.15-chainlength", [],
+        1, "WARNING - 10 packets dropped (0.017/s) since the last check 10m ago: failed "
+           "inserts (clashes), not a full table (warning above 0)",
+        {"table_full_delta": "0;;0;0", "clash_drop_delta": "10;0;;0", "drop_delta": "10;;;0",
+         "insert_failed_rate": "0.017;0.017;;0"}),
+    "the clash drop threshold is settable": (
+        [{}, {}], [{"insert_failed": 10, "drop": 10}, {}], 600, None, "5.15-chainlength",
+        ["-c", "clash_drop_delta=5"],
+        2, "CRITICAL - 10 packets dropped (0.017/s) since the last check 10m ago: failed "
+           "inserts (clashes), not a full table (critical above 5)",
+        {"clash_drop_delta": "10;;5;0"}),
+    "the table full threshold is settable": (
+        [{}, {}], [{"drop": 4}, {}], 600, None, "5.15-chainlength",
+        ["-w", "table_full_delta=5"],
+        0, "OK - 4 packets dropped, no early drops, no failed inserts since the last check "
+           "10m ago",
+        {"table_full_delta": "4;5;;0"}),
     "5.10 has clashres but no chaintoolong": (
         [{}, {}], [{"insert_failed": 2, "drop": 2, "clashres": 4}, {}], 60, None,
         "5.10-clashres", [],
-        2, "CRITICAL - 2 packets dropped (0.033/s) since the last check 60s ago: failed "
-           "inserts (clashes), not a full table (critical above 0); 2 inserts failed "
+        1, "WARNING - 2 packets dropped (0.033/s) since the last check 60s ago: failed "
+           "inserts (clashes), not a full table (warning above 0); 2 inserts failed "
            "(0.033/s) (warning above 0.017/s)",
-        {"table_full_delta": "0;;;0", "clash_resolve_delta": "4;;;0",
-         "delete_list_delta": "0;;;0"}),
+        {"table_full_delta": "0;;0;0", "clash_resolve_delta": "4;;;0",
+         "delete_list_delta": None, "new": None, "ignore": None, "delete": None}),
+    # Before clashres, insert_failed counts resolved clashes too: no default warning.
+    "before 5.10 failed inserts are said with the resolved clashes, not alerted": (
+        [{}, {}], [{"insert_failed": 600, "ignore": 5}, {}], 60, None, "3.10-17col", [],
+        0, "OK - no packets dropped, no early drops, 600 failed inserts (10/s, including "
+           "resolved clashes) since the last check 60s ago",
+        {"insert_failed_rate": "10;;;0", "ignore_delta": "5;;;0", "table_full_delta": None,
+         "searched": None, "new_delta": None, "delete": None, "delete_list": None}),
+    "before 5.10 a threshold on insert_failed still alerts, in words": (
+        [{}, {}], [{"insert_failed": 6}, {}], 60, None, "3.10-17col",
+        ["-w", "insert_failed_delta=5"],
+        1, "WARNING - 6 inserts failed (0.1/s, including resolved clashes) since the last "
+           "check 60s ago (warning above 5)",
+        {"insert_failed_delta": "6;5;;0"}),
+    # 2.6.3x to 4.9 count searched/new/delete/delete_list; 4.10 to 5.9 print 0 under
+    # the same header: they count as kept once a CPU shows a value.
+    "before 4.10 the lookup counters are kept": (
+        [{"searched": 7, "new": 2}, {}], [{"searched": 90, "new": 3, "delete": 1}, {}], 60,
+        None, "3.10-17col", [],
+        0, "OK - no packets dropped, no early drops, no failed inserts since the last check "
+           "60s ago",
+        {"searched": "90c;;;0", "searched_delta": "83;;;0", "new_delta": "1;;;0",
+         "delete": "1c;;;0", "delete_list": None}),
     "before 5.10 drops have no cause": (
         [{}, {}], [{"drop": 3}, {}], 30, None, "3.10-17col", [],
         2, "CRITICAL - 3 packets dropped (0.1/s) since the last check 30s ago "
            "(critical above 0)",
-        {"searched": "0c;;;0", "search_restart_delta": "0;;;0"}),
+        {"searched": None, "search_restart_delta": "0;;;0", "ignore": "0c;;;0"}),
     "the 16 columns of 2.6": (
         [{"drop": 1}], [{"drop": 5, "icmp_error": 2}], 10, None, "2.6-16col", [],
         2, "CRITICAL - 4 packets dropped (0.4/s) since the last check 10s ago "
@@ -143,14 +188,14 @@ SCENARIOS = {
         [{"drop": TOP}, {}], [{"drop": 20}, {}], 60, None, "5.15-chainlength", [],
         2, "CRITICAL - 120 packets dropped (2/s) since the last check 60s ago: table full "
            "(critical above 0); drop on cpu0 wrapped at 2^32",
-        {"drop_delta": "120;;0;0", "drop": "20c;;;0"}),
+        {"drop_delta": "120;;;0", "table_full_delta": "120;;0;0", "drop": "20c;;;0"}),
     "a reset counts from zero, with a note": (
         [{"drop": 5000, "found": 90}, {"drop": 10}], [{"found": 2}, {"drop": 3}], 60, None,
         "5.15-chainlength", [],
         2, "CRITICAL - 3 packets dropped (0.05/s) since the last check 60s ago: table full "
            "(critical above 0); found on cpu0 went back from 90 to 2 (nf_conntrack "
            "reloaded?): counted from 0",
-        {"drop_delta": "3;;0;0", "found_delta": "2;;;0"}),
+        {"table_full_delta": "3;;0;0", "found_delta": "2;;;0"}),
     "a reboot counts from zero, without rates": (
         [{"drop": 5000}, {}], [{"early_drop": 1}, {}], -970, OTHER_BOOT, "5.15-chainlength",
         [],
@@ -166,29 +211,36 @@ SCENARIOS = {
         [{}, {}], [{"drop": 1}, {}], 0.5, None, "5.15-chainlength", [],
         2, "CRITICAL - 1 packet dropped since the last check 0.5s ago: table full "
            "(critical above 0)",
-        {"drop_delta": "1;;0;0"}),
+        {"table_full_delta": "1;;0;0"}),
+    # Kernels without clashres: drop_delta carries the default.
     "thresholds replace the defaults of their label": (
-        [{}, {}], [{"drop": 50, "invalid": 4}, {}], 600, None, "5.15-chainlength",
+        [{}, {}], [{"drop": 50, "invalid": 4}, {}], 600, None, "3.10-17col",
         ["-w", "drop_delta=100"],
         0, "OK - 50 packets dropped, no early drops, no failed inserts since the last check "
            "10m ago",
         {"drop_delta": "50;100;;0"}),
     "warning on a delta": (
-        [{}, {}], [{"drop": 50}, {}], 600, None, "5.15-chainlength",
+        [{}, {}], [{"drop": 50}, {}], 600, None, "3.10-17col",
         ["-c", "drop_delta=none", "-w", "drop_delta=10"],
-        1, "WARNING - 50 packets dropped (0.083/s) since the last check 10m ago: table full "
+        1, "WARNING - 50 packets dropped (0.083/s) since the last check 10m ago "
            "(warning above 10)",
         {"drop_delta": "50;10;;0"}),
     "critical on a rate per minute": (
-        [{}, {}], [{"drop": 50}, {}], 600, None, "5.15-chainlength",
+        [{}, {}], [{"drop": 50}, {}], 600, None, "3.10-17col",
         ["-c", "drop_delta=none", "-c", "drop_rate=1", "--rate-per", "minute"],
-        2, "CRITICAL - 50 packets dropped (5/min) since the last check 10m ago: table full "
+        2, "CRITICAL - 50 packets dropped (5/min) since the last check 10m ago "
            "(critical above 1/min)",
-        {"drop_rate": "5;;1;0", "insert_failed_rate": "0;1;;0"}),
-    "two thresholds on one counter": (
+        {"drop_rate": "5;;1;0", "insert_failed_rate": "0;;;0"}),
+    "a rate per minute on 5.10+ kernels": (
         [{}, {}], [{"drop": 50}, {}], 600, None, "5.15-chainlength",
+        ["-c", "table_full_delta=none", "--rate-per", "minute"],
+        0, "OK - 50 packets dropped, no early drops, no failed inserts since the last check "
+           "10m ago",
+        {"drop_rate": "5;;;0", "insert_failed_rate": "0;1;;0"}),
+    "two thresholds on one counter": (
+        [{}, {}], [{"drop": 50}, {}], 600, None, "3.10-17col",
         ["-c", "drop_rate=1", "--rate-per", "minute"],
-        2, "CRITICAL - 50 packets dropped (5/min) since the last check 10m ago: table full "
+        2, "CRITICAL - 50 packets dropped (5/min) since the last check 10m ago "
            "(critical above 0, critical above 1/min)",
         {"drop_rate": "5;;1;0"}),
     "a threshold on any counter": (
@@ -226,7 +278,7 @@ def test_state_is_repaired_after_a_reset(kern, clock, run_main):
     run_main(main, *kern.args())
     clock["t"] += 60
     code, out = run_main(main, *kern.args())
-    assert code == 0 and perf(out)["drop_delta"] == "0;;0;0"
+    assert code == 0 and perf(out)["table_full_delta"] == "0;;0;0"
 
 
 def test_user_thresholds_show_in_the_perfdata(kern, clock, run_main):
@@ -258,8 +310,9 @@ def test_counters_option_trims_the_perfdata(kern, clock, run_main):
     clock["t"] += 10
     _, out = run_main(main, *kern.args(*argv))
     # thresholds are always evaluated, so their labels stay
-    assert sorted(perf(out)) == ["drop", "drop_delta", "drop_rate", "early_drop_delta",
-                                 "insert_failed_rate", "table_full_delta", "table_full_rate"]
+    assert sorted(perf(out)) == ["clash_drop_delta", "drop", "drop_delta", "drop_rate",
+                                 "early_drop_delta", "insert_failed_rate", "table_full_delta",
+                                 "table_full_rate"]
 
 
 def test_a_threshold_for_a_counter_this_kernel_lacks_is_said(kern, clock, run_main):
@@ -294,7 +347,7 @@ def test_corrupt_or_foreign_state_is_repaired(kern, clock, run_main, content, no
     kern.set([{"drop": 10}, {}])
     clock["t"] += 60
     code, out = run_main(main, *kern.args())
-    assert code == 2 and perf(out)["drop_delta"] == "1;;0;0"
+    assert code == 2 and perf(out)["table_full_delta"] == "1;;0;0"
 
 
 def test_missing_state_starts_again(kern, clock, run_main):
@@ -362,7 +415,7 @@ def test_verbose_names_the_source_and_breaks_down_per_cpu(kern, clock, run_main)
     assert code == 2
     lines = out.splitlines()
     assert lines[1:] == [
-        "critical: drop_delta: critical above 0",
+        "critical: table_full_delta: critical above 0",
         f"counters from {kern.proc}/net/stat/nf_conntrack (procfs)",
         f"state in {kern.state_file}",
         "per CPU (total, +delta; 100.0s since the last check, rates per second):",
@@ -422,3 +475,24 @@ def test_verbose_puts_idle_cpus_on_one_line(kern, clock, run_main):
 ])
 def test_cpu_ranges(cpus, text):
     assert ccs.cpu_ranges(cpus) == text
+
+
+def test_a_threshold_on_a_column_printed_as_zero_is_said(kern, clock, run_main):
+    run_main(main, *kern.args("-w", "new_delta=0"))
+    clock["t"] += 10
+    _, out = run_main(main, *kern.args("-w", "new_delta=0", "-v"))
+    assert ("threshold on new_delta not evaluated: this kernel prints new as a constant 0"
+            in out.splitlines())
+    assert " new_delta=" not in out
+
+
+def test_verbose_says_insert_failed_includes_resolved_clashes_before_clashres(
+        kern, clock, run_main):
+    kern.set([{}], "3.10-17col")
+    run_main(main, *kern.args())
+    clock["t"] += 10
+    code, out = run_main(main, *kern.args("-v"))
+    assert code == 0
+    assert ("insert_failed also counts the clashes this kernel resolved (no clashres "
+            "column): no default threshold on it") in out.splitlines()
+    assert "insert_failed_rate=0;;;0" in out

@@ -279,3 +279,31 @@ def test_report_section_of_this_kernel_and_the_plugin_name():
 ])
 def test_table_full_estimate(drop, insert_failed, chaintoolong, full):
     assert ctstats.table_full(drop, insert_failed, chaintoolong) == full
+
+
+@pytest.mark.parametrize("generation, rows, left_out", [
+    # 5.15+: new, ignore, delete printed as 0 (ct_cpu_seq_show)
+    ("5.15-chainlength", [{"new": 0}], ["new", "ignore", "delete"]),
+    # 5.10 to 5.14: and delete_list, until its rename to chainlength
+    ("5.10-clashres", [{}], ["new", "ignore", "delete", "delete_list"]),
+    # 4.10 to 5.9: searched/new/delete/delete_list printed as 0, same header as 3.x
+    ("3.10-17col", [{"ignore": 1}, {}], ["searched", "new", "delete", "delete_list"]),
+    # 3.x to 4.9 count them: once one CPU has, they are kept
+    ("3.10-17col", [{}, {"searched": 5, "delete_list": 1}], ["new", "delete"]),
+    ("2.6-16col", [{}], []),
+])
+def test_only_the_counters_the_kernel_fills_are_named(tmp_path, generation, rows, left_out):
+    proc, sys_root = write_tree(tmp_path, fx.tree(generation, rows))
+    snap = ctstats.read(Roots(proc, sys_root))
+    assert snap.names == fx.NAMES[generation]
+    assert snap.filled == [n for n in fx.NAMES[generation] if n not in left_out]
+
+
+@pytest.mark.parametrize("drop, insert_failed, chaintoolong, causes", [
+    (12, 10, 3, {"table_full": 5, "clash_drop": 7}),
+    (10, 10, 0, {"table_full": 0, "clash_drop": 10}),
+    (4, 0, 0, {"table_full": 4, "clash_drop": 0}),
+    (0, 5, 0, {"table_full": 0, "clash_drop": 0}),
+])
+def test_drops_split_into_a_full_table_and_clashes(drop, insert_failed, chaintoolong, causes):
+    assert ctstats.drop_causes(drop, insert_failed, chaintoolong) == causes

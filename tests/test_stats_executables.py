@@ -64,7 +64,7 @@ def test_each_state_from_the_executable(run_plugin, tmp_path):
     assert code == 2
     assert re.match(r"CONNTRACK STATS CRITICAL - 685 packets dropped since the last check "
                     r"[\d.]+s ago: table full \(critical above 0\) \| ", out)
-    assert " drop=686c;;;0 drop_delta=685;;0;0 " in out
+    assert " drop=686c;;;0 drop_delta=685;;;0 " in out and " table_full_delta=685;;0;0" in out
 
     write_tree(tmp_path, {"proc": {"net/stat/nf_conntrack": "entries  drop\nzz  01\n"}})
     code, out, _ = run_plugin(PLUGIN, *argv)

@@ -23,15 +23,26 @@ LOG = {"warning": "0", "critical": "9", "warning_expect": "0"}
 # (no default with --share-of entries).
 TABLE = {"warning": "40", "critical": "60"}
 
-# check_conntrack_stats: {perfdata label: {--rate-per: range}}; -w/-c replace
-# them per label.
-STATS_WARNING = {
-    "early_drop_delta": {"second": "0", "minute": "0", "check": "0"},
+# check_conntrack_stats: {perfdata label: (warning, critical, kernels)}, each
+# range {--rate-per: range}; kernels: None = all, True = those with the
+# clashres column (5.10+ and backports), False = those without. -w/-c replace
+# them per label (on every kernel).
+ZERO = {"second": "0", "minute": "0", "check": "0"}
+STATS = {
+    # Entries evicted early: the table is at its limit.
+    "early_drop_delta": (ZERO, None, None),
     # The DNS/SNAT race on Kubernetes nodes: each failed insert of a clash
     # drops a packet (a DNS query waits 5 s); about one per minute is felt.
-    "insert_failed_rate": {"second": "0.017", "minute": "1", "check": "1"},
+    # Without clashres insert_failed also counts the clashes the kernel
+    # resolved (no packet lost), an everyday event: no default there.
+    "insert_failed_rate": ({"second": "0.017", "minute": "1", "check": "1"}, None, True),
+    # Kernels that cannot tell a full table from a clash: any drop pages.
+    "drop_delta": (None, ZERO, False),
+    # A full table loses every new flow: page. A clash loses one packet,
+    # which is retried: warn.
+    "table_full_delta": (None, ZERO, True),
+    "clash_drop_delta": (ZERO, None, True),
 }
-STATS_CRITICAL = {"drop_delta": {"second": "0", "minute": "0", "check": "0"}}
 
 # check_conntrack_tuning: percent of RAM a full table pins, max as a multiple
 # of the kernel's default for this RAM, entries per bucket at a full table.

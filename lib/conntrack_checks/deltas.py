@@ -151,3 +151,4 @@ def _deltas(change: Change, old_cpus: dict, snapshot) -> str | None:
         change.notes.append("no baseline for " + ", ".join(f"cpu{c}" for c in fresh)
                             + ": counted from the next run")
     return None
+

@@ -10,11 +10,17 @@ these counters are exact.
 Thresholds are Nagios ranges on a delta or a rate, named as in the perfdata:
 -w/-c LABEL=RANGE, repeatable, LABEL = COUNTER_delta or COUNTER_rate, RANGE
 'none' to drop a default. Thresholds given for a label replace its defaults.
-Defaults: -c drop_delta=0 (any dropped packet is CRITICAL), -w
-early_drop_delta=0 (entries evicted: the table is at its limit), -w
-insert_failed_rate above about 1 per minute (0.017/s, 1/min, 1/check).
-On 5.10+ kernels table_full_delta/_rate estimate the drops for a full
-table: drop - (insert_failed - chaintoolong).
+Defaults: -w early_drop_delta=0 (entries evicted: the table is at its
+limit). Kernels with the clashres column (5.10+ and backports) split the
+drops: table_full = drop - (insert_failed - chaintoolong), clash_drop = the
+rest (failed inserts of racing packets); defaults -c table_full_delta=0, -w
+clash_drop_delta=0, and -w insert_failed_rate above about 1 per minute
+(0.017/s, 1/min, 1/check). Older kernels cannot tell the causes apart:
+-c drop_delta=0, and no default on insert_failed, which there also counts
+the clashes the kernel resolved (the packet was kept).
+
+Perfdata and -v show only the counters this kernel keeps: columns it prints
+as a constant 0 (new, ignore, delete on 5.10+) are left out.
 
 The first run stores a baseline and is OK. Root is needed only for other
 namespaces and for the netlink source (CAP_NET_ADMIN).
@@ -23,13 +29,12 @@ namespaces and for the netlink source (CAP_NET_ADMIN).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 
 import nagiosplugin
 from nagiosplugin.state import Ok, Unknown
 
-from .. import defaults, deltas, state
+from .. import defaults, state
 from ..errors import ModuleMissing
 from ..kernel import ctstats, netns
 from ..kernel.sysctl import Roots
@@ -42,6 +47,8 @@ LABEL = r"[a-z][a-z0-9_]*_(delta|rate)\Z"
 # The counters the words and -v always name, even when 0.
 MAIN = ("drop", "early_drop", "insert_failed")
 RATE_UNIT = {"second": "/s", "minute": "/min", "check": "/check"}
+# Counters worked out from others on kernels with clashres (ctstats.drop_causes).
+CAUSES = ("table_full", "clash_drop")
 
 
 threshold = plugin.named_range(
@@ -49,20 +56,23 @@ threshold = plugin.named_range(
     "a perfdata label such as drop_delta or insert_failed_rate", normalize=str, allow_none=True)
 
 
-def thresholds(args) -> dict[str, tuple]:
-    """{label: (warning, critical)}: the defaults, replaced per label by -w/-c."""
+def thresholds(rate_per: str, warning=(), critical=()) -> dict[str, tuple]:
+    """{label: (warning, critical, applies)}: the defaults, replaced per label
+    by the given (label, Range) pairs; ``applies`` as in defaults.STATS (None for
+    a label given: it applies on every kernel)."""
     merged: dict[str, list] = {}
-    for table, index in ((defaults.STATS_WARNING, 0), (defaults.STATS_CRITICAL, 1)):
-        for label, specs in table.items():
-            merged.setdefault(label, [None, None])[index] = nagiosplugin.Range(
-                specs[args.rate_per])
-    given = [(label, rng, 0) for label, rng in args.warning or []]
-    given += [(label, rng, 1) for label, rng in args.critical or []]
+    for label, (warn, crit, applies) in defaults.STATS.items():
+        merged[label] = [None if warn is None else nagiosplugin.Range(warn[rate_per]),
+                         None if crit is None else nagiosplugin.Range(crit[rate_per]),
+                         applies]
+    given = [(label, rng, 0) for label, rng in warning or []]
+    given += [(label, rng, 1) for label, rng in critical or []]
     for label in {label for label, _, _ in given}:
-        merged[label] = [None, None]
+        merged[label] = [None, None, None]
     for label, rng, index in given:
         merged[label][index] = rng
-    return {label: tuple(pair) for label, pair in merged.items() if pair != [None, None]}
+    return {label: tuple(value) for label, value in merged.items()
+            if value[:2] != [None, None]}
 
 
 def plural(count: int, one: str, many: str) -> str:
@@ -94,23 +104,6 @@ def cpu_ranges(cpus: list[int]) -> str:
     return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
-class Row:
-    """One namespace: what was read and what changed."""
-
-    __slots__ = ("change", "inode", "ns", "snapshot")
-
-    def __init__(self, ns: netns.Namespace, snapshot: ctstats.Snapshot, inode: int | None):
-        self.ns = ns
-        self.snapshot = snapshot
-        self.inode = inode
-        self.change: deltas.Change | None = None
-
-    @property
-    def table_full(self) -> int | None:
-        """The estimate of drops for a full table (5.10+), once compare() has run."""
-        return None if self.change is None else self.change.deltas.get("table_full")
-
-
 class ConntrackStats(nagiosplugin.Resource):
     """The kernel's conntrack counters of one or many namespaces, against the last run."""
 
@@ -118,7 +111,7 @@ class ConntrackStats(nagiosplugin.Resource):
         self.args = args
         self.limits = limits
         self.roots = Roots(args.proc_root, args.sys_root)
-        self.rows: list[Row] = []
+        self.rows: list[ctstats.Reading] = []
         self.unreadable: list[tuple[netns.Namespace, str]] = []
         self.all_netns = False
         self.missing = None
@@ -126,9 +119,7 @@ class ConntrackStats(nagiosplugin.Resource):
         self.state_path = None
         self.notes: list[str] = []
         self.details: list[str] = []
-        self.row_of: dict[str, tuple[Row, str]] = {}
-
-    # --- reading --------------------------------------------------------------
+        self.row_of: dict[str, tuple[ctstats.Reading, str]] = {}
 
     def state_parts(self) -> list[str]:
         args = self.args
@@ -148,59 +139,15 @@ class ConntrackStats(nagiosplugin.Resource):
         return parts
 
     def read(self, namespaces: list[netns.Namespace]) -> None:
-        def snapshot(ns):
-            where = f"in {ns.describe()}"
-            inode = ns.inode if ns.inode is not None else self.own_inode()
-            return ctstats.read(self.roots, self.args.source, where), inode
-
-        done, self.unreadable = netns.read_each(namespaces, snapshot, self.all_netns)
-        self.rows = [Row(ns, snap, inode) for ns, (snap, inode) in done]
-
-    def own_inode(self) -> int | None:
-        try:
-            return os.stat(self.roots.proc_path("self/ns/net")).st_ino
-        except OSError:
-            return None
-
-    def compare(self, data: dict | None, now: float) -> dict:
-        """Deltas of every row against ``data``; returns the new state."""
-        boot = state.boot_id(self.roots.proc)
-        if data is not None and not isinstance(data.get("namespaces"), dict):
-            self.notes.append(f"state {self.state_path} held no namespaces: baseline reset")
-            data = {}
-        data = data or {}
-        stored = data.get("namespaces", {})
-        old_boot = data.get("boot_id")
-        rebooted = None if boot is None or old_boot is None else boot != old_boot
-        fresh = 0
-        for row in self.rows:
-            what = row.ns.describe()
-            previous = stored.get(row.ns.name)
-            row.change = deltas.compare(previous, row.snapshot, row.inode, now, rebooted, what)
-            d = row.change.deltas
-            if row.snapshot.has_clash_resolve and not row.change.baseline:
-                d["table_full"] = ctstats.table_full(d.get("drop", 0), d.get("insert_failed", 0),
-                                                     d.get("chaintoolong", 0))
-            fresh += previous is None and bool(stored)
-            prefix = row.ns.prefix(self.all_netns)
-            self.notes.extend(prefix + note for note in row.change.notes)
-        if fresh and self.all_netns:
-            new = plural(fresh, "new namespace", "new namespaces")
-            self.notes.append(f"baseline stored for {new}")
-        keep = {ns.name for ns, _ in self.unreadable}
-        namespaces = {name: entry for name, entry in stored.items() if name in keep}
-        for row in self.rows:
-            namespaces[row.ns.name] = deltas.entry(row.snapshot, row.inode, now)
-        return {"boot_id": boot, "namespaces": namespaces}
+        self.rows, self.unreadable = ctstats.read_each(self.roots, namespaces,
+                                                       self.args.source, self.all_netns)
 
     def update(self, store: state.StateFile) -> None:
         """Compare with the stored baseline and store the new one (under the lock)."""
-        now = deltas.clock()
         try:
-            data, note = store.load()
-            if note:
-                self.notes.append(note)
-            store.save(self.compare(data, now))
+            self.notes += ctstats.update_baselines(
+                store, self.rows, self.roots.proc, self.all_netns,
+                keep=[ns.name for ns, _ in self.unreadable])
         except state.StateError as exc:
             self.state_error = str(exc)
 
@@ -229,18 +176,20 @@ class ConntrackStats(nagiosplugin.Resource):
 
     # --- metrics --------------------------------------------------------------
 
-    def label(self, name: str, row: Row, counter: str) -> str:
+    def label(self, name: str, row: ctstats.Reading, counter: str) -> str:
         label = f"{name}_{row.ns.label}" if self.all_netns else name
         self.row_of[label] = (row, counter)
         return label
 
-    def wanted(self, name: str, label: str = "") -> bool:
+    def applies(self, label: str, row: ctstats.Reading) -> bool:
+        """A threshold on ``label`` is evaluated for this kernel's counters."""
+        limit = self.limits.get(label)
+        return limit is not None and limit[2] in (None, row.snapshot.has_clash_resolve)
+
+    def wanted(self, name: str, row: ctstats.Reading, label: str = "") -> bool:
         """In the perfdata: every counter unless --counters, and every threshold."""
         chosen = self.args.counters
-        return chosen is None or name in chosen or label in self.limits
-
-    def context(self, label: str, kind: str) -> str:
-        return label if label in self.limits else kind
+        return chosen is None or name in chosen or self.applies(label, row)
 
     def metrics(self):
         per = self.args.rate_per
@@ -248,67 +197,86 @@ class ConntrackStats(nagiosplugin.Resource):
             yield nagiosplugin.Metric("state", self.state_error, context="state_error")
         for row in self.rows:
             totals = row.snapshot.totals()
-            for name in row.snapshot.names:
-                if self.wanted(name):
+            names = row.snapshot.filled
+            for name in names:
+                if self.wanted(name, row):
                     yield nagiosplugin.Metric(self.label(name, row, name), totals[name], "c",
                                               min=0, context="counter")
             change = row.change
             if change is None or change.baseline or self.state_error:
                 continue
-            names = list(row.snapshot.names)
-            if "table_full" in change.deltas:
-                names.append("table_full")
+            names = names + [name for name in CAUSES if name in change.deltas]
             for name in names:
-                label = f"{name}_delta"
-                if self.wanted(name, label):
-                    yield nagiosplugin.Metric(self.label(label, row, name), change.deltas[name],
-                                              min=0, context=self.context(label, "delta"))
-                rate = change.rate(name, per)
-                label = f"{name}_rate"
-                if rate is not None and self.wanted(name, label):
-                    yield nagiosplugin.Metric(self.label(label, row, name), rate, min=0,
-                                              context=self.context(label, "rate"))
+                for kind, value in (("delta", change.deltas[name]),
+                                    ("rate", change.rate(name, per))):
+                    label = f"{name}_{kind}"
+                    if value is None or not self.wanted(name, row, label):
+                        continue
+                    context = label if self.applies(label, row) else kind
+                    yield nagiosplugin.Metric(self.label(label, row, name), value, min=0,
+                                              context=context)
         if self.all_netns:
             yield nagiosplugin.Metric("namespaces", len(self.rows), min=0, context="counter")
-        self.explain()
+        StatsDetails(self).explain()
 
-    # --- words ----------------------------------------------------------------
+    def status_text(self, results) -> str:
+        return StatsWords(self).status_text(results)
 
-    def rate_text(self, row: Row, name: str) -> str:
-        per = self.args.rate_per
-        rate = row.change.rate(name, per)
-        if rate is None or per == "check":
+
+class StatsWords:
+    """The status line: what moved, in words, worst namespace first."""
+
+    def __init__(self, resource: ConntrackStats):
+        self.res = resource
+        self.per = resource.args.rate_per
+
+    def rate_text(self, row: ctstats.Reading, name: str) -> str:
+        rate = row.change.rate(name, self.per)
+        if rate is None or self.per == "check":
             return ""
-        return f"{plugin.fmt_number(rate)}{RATE_UNIT[per]}"
+        return f"{plugin.fmt_number(rate)}{RATE_UNIT[self.per]}"
 
-    def words(self, row: Row, name: str, hint: str | None, first: bool = True) -> str:
+    def drop_cause(self, row: ctstats.Reading, count: int, hints: dict) -> str:
+        """': table full', ': failed inserts (clashes), ...', with each cause's hints."""
+        full = row.table_full
+        if full is None or not count:
+            return ""
+
+        def hint(name):
+            return f" ({', '.join(hints[name])})" if hints.get(name) else ""
+
+        if full == count:
+            return ": table full" + hint("table_full")
+        if full == 0:
+            return ": failed inserts (clashes), not a full table" + hint("clash_drop")
+        return (f": {full} table full{hint('table_full')}, {count - full} failed inserts "
+                f"(clashes){hint('clash_drop')}")
+
+    def words(self, row: ctstats.Reading, name: str, hints: dict, first: bool = True) -> str:
         """One counter's change in words, e.g. '685 packets dropped since ...'."""
         change = row.change
         count = change.deltas.get(name, 0)
-        rate = self.rate_text(row, name)
-        rate = f" ({rate})" if rate else ""
+        notes = [self.rate_text(row, name)]
         cause = ""
-        if name in ("drop", "table_full"):
+        if name == "drop":
             what = f"{plural(count, 'packet', 'packets')} dropped"
-            full = count if name == "table_full" else row.table_full
-            if full is not None and count:
-                if full == count:
-                    cause = ": table full" + (" (estimate)" if name == "table_full" else "")
-                elif full == 0:
-                    cause = ": failed inserts (clashes), not a full table"
-                else:
-                    cause = f": {full} table full, {count - full} failed inserts (clashes)"
+            cause = self.drop_cause(row, count, hints)
         elif name == "early_drop":
             what = f"{plural(count, 'entry', 'entries')} evicted early"
             cause = ": the table is at its limit"
         elif name == "insert_failed":
             what = f"{plural(count, 'insert', 'inserts')} failed"
+            if not row.snapshot.has_clash_resolve:
+                notes.append("including resolved clashes")
         else:
             what = f"{name} +{count}"
+        notes = ", ".join(n for n in notes if n)
         since = f" since the last check{duration(change.elapsed)}" if first else ""
-        return what + rate + since + cause + (f" ({hint})" if hint else "")
+        hint = ", ".join(hints.get(name, []))
+        return (what + (f" ({notes})" if notes else "") + since + cause
+                + (f" ({hint})" if hint else ""))
 
-    def quiet(self, rows: list[Row]) -> str:
+    def quiet(self, rows: list[ctstats.Reading]) -> str:
         """The main counters when nothing alerts: 'no packets dropped, ...'."""
         total = {name: sum(r.change.deltas.get(name, 0) for r in rows) for name in MAIN}
         parts = [
@@ -319,130 +287,166 @@ class ConntrackStats(nagiosplugin.Resource):
             plural(total["insert_failed"], "failed insert", "failed inserts")
             if total["insert_failed"] else "no failed inserts",
         ]
-        rate = self.rate_text(rows[0], "insert_failed") if len(rows) == 1 else ""
-        if total["insert_failed"] and rate:
-            parts[2] += f" ({rate})"
+        notes = [self.rate_text(rows[0], "insert_failed") if len(rows) == 1 else ""]
+        if not rows[0].snapshot.has_clash_resolve:
+            notes.append("including resolved clashes")
+        notes = ", ".join(n for n in notes if n)
+        if total["insert_failed"] and notes:
+            parts[2] += f" ({notes})"
         elapsed = [r.change.elapsed for r in rows if r.change.elapsed is not None]
         since = "since the last check" + (duration(max(elapsed)) if elapsed else "")
         return ", ".join(parts) + " " + since
 
-    def baseline(self, row: Row) -> str:
+    @staticmethod
+    def totals(row: ctstats.Reading) -> str:
         totals = row.snapshot.totals()
-        values = ", ".join(f"{name} {totals[name]}" for name in MAIN if name in totals)
-        return f"baseline stored ({values} since the counters started); deltas from the next run"
+        return ", ".join(f"{name} {totals[name]}" for name in MAIN if name in totals)
 
-    def status_text(self, results) -> str:
-        if self.missing:
-            return self.missing
-        if self.state_error:
-            shown = []
-            for row in self.rows:
-                totals = row.snapshot.totals()
-                values = ", ".join(f"{n} {totals[n]}" for n in MAIN if n in totals)
-                shown.append(row.ns.prefix(self.all_netns) + values)
-            return (f"{self.state_error}; read (totals since the counters started): "
-                    + "; ".join(shown))
+    def alerts(self, results) -> dict[int, list]:
+        """{id(row): [(state, counter, hint)]} of the results that are not OK."""
         alerts: dict[int, list] = {}
         for result in results:
-            found = self.row_of.get(result.metric.name) if result.metric else None
+            found = self.res.row_of.get(result.metric.name) if result.metric else None
             if found is None or result.state == Ok:
                 continue
             row, name = found
             alerts.setdefault(id(row), []).append((result.state, name, result.hint))
-        counted = [r for r in self.rows if not r.change.baseline]
+        return alerts
+
+    def row_words(self, row: ctstats.Reading, found: list) -> str:
+        """The alerts of one row; the drop causes are said with the drops."""
+        hints: dict[str, list[str]] = {}
+        order: list[str] = []
+        names = [*MAIN, *row.snapshot.names]
+
+        def said_as(name):
+            return "drop" if name in CAUSES else name
+
+        def rank(alert):  # worst first, then drops, evictions, failed inserts, the rest
+            return -int(alert[0]), names.index(said_as(alert[1]))
+
+        for _, name, hint in sorted(found, key=rank):
+            said = said_as(name)
+            if said not in order:
+                order.append(said)
+            hints.setdefault(name, [])
+            if hint and hint not in hints[name]:
+                hints[name].append(hint)
+        return "; ".join(self.words(row, name, hints, i == 0) for i, name in enumerate(order))
+
+    def status_text(self, results) -> str:
+        res = self.res
+        if res.missing:
+            return res.missing
+        if res.state_error:
+            shown = [row.ns.prefix(res.all_netns) + self.totals(row) for row in res.rows]
+            return (f"{res.state_error}; read (totals since the counters started): "
+                    + "; ".join(shown))
+        alerts = self.alerts(results)
+        counted = [r for r in res.rows if not r.change.baseline]
         parts = []
-        for row in sorted(self.rows, key=lambda r: -max(
+        for row in sorted(res.rows, key=lambda r: -max(
                 (int(s) for s, _, _ in alerts.get(id(r), [])), default=0)):
-            found = sorted(alerts.get(id(row), []), key=lambda a: -int(a[0]))
-            if found:
-                hints: dict[str, list[str]] = {}
-                for _, name, hint in found:
-                    hints.setdefault(name, [])
-                    if hint and hint not in hints[name]:
-                        hints[name].append(hint)
-                parts.append(row.ns.prefix(self.all_netns) + "; ".join(
-                    self.words(row, name, ", ".join(hint), i == 0)
-                    for i, (name, hint) in enumerate(hints.items())))
-            elif not self.all_netns:
-                words = self.baseline(row) if row.change.baseline else self.quiet([row])
-                parts.append(row.ns.prefix(self.all_netns) + words)
-        if self.all_netns:
+            prefix = row.ns.prefix(res.all_netns)
+            if id(row) in alerts:
+                parts.append(prefix + self.row_words(row, alerts[id(row)]))
+            elif not res.all_netns:
+                parts.append(prefix + (
+                    f"baseline stored ({self.totals(row)} since the counters started); "
+                    "deltas from the next run" if row.change.baseline else self.quiet([row])))
+        if res.all_netns:
             if alerts:
-                head = f"{len(alerts)} of {len(self.rows)} namespaces alert: "
+                head = f"{len(alerts)} of {len(res.rows)} namespaces alert: "
                 if len(parts) > 3:
                     parts[3:] = [f"{len(parts) - 3} more (see -v)"]
             else:
-                head = f"{len(self.rows)} namespaces: "
+                head = f"{len(res.rows)} namespaces: "
                 parts.append(self.quiet(counted) if counted else
                              "baseline stored; deltas from the next run")
-            if self.unreadable:
-                parts.append(f"{len(self.unreadable)} not readable (see -v)")
+            if res.unreadable:
+                parts.append(f"{len(res.unreadable)} not readable (see -v)")
             text = head + "; ".join(parts)
         else:
             text = "; ".join(parts)
-        if self.notes:
-            text += "; " + "; ".join(self.notes)
+        if res.notes:
+            text += "; " + "; ".join(res.notes)
         return text
 
-    def per_cpu(self, row: Row) -> None:
-        """The -v breakdown; idle CPUs on one line, and with --all-netns only
-        the namespaces whose counters moved (all of them at -vv)."""
+
+class StatsDetails:
+    """The -v lines: sources, state, per-CPU breakdown, thresholds not evaluated."""
+
+    def __init__(self, resource: ConntrackStats):
+        self.res = resource
+        self.lines = resource.details
+
+    def per_cpu(self, row: ctstats.Reading) -> None:
+        """Idle CPUs on one line, and with --all-netns only the namespaces
+        whose counters moved (all of them at -vv)."""
+        res = self.res
         change = row.change
-        counted = change is not None and not change.baseline and not self.state_error
-        if self.all_netns and self.args.verbose < 2 and counted and not any(
+        counted = change is not None and not change.baseline and not res.state_error
+        if res.all_netns and res.args.verbose < 2 and counted and not any(
                 change.deltas.values()):
             return
-        prefix = row.ns.prefix(self.all_netns)
+        prefix = row.ns.prefix(res.all_netns)
         if not counted:
-            self.details.append(f"{prefix}per CPU (totals since the counters started):")
+            self.lines.append(f"{prefix}per CPU (totals since the counters started):")
         else:
             when = ("elapsed time unknown" if change.elapsed is None
                     else f"{change.elapsed:.1f}s since the last check")
-            per = self.args.rate_per
+            per = res.args.rate_per
             unit = "per check" if per == "check" else f"per {per}"
-            self.details.append(f"{prefix}per CPU (total, +delta; {when}, rates {unit}):")
+            self.lines.append(f"{prefix}per CPU (total, +delta; {when}, rates {unit}):")
         idle = []
+        names = row.snapshot.filled
         for cpu, values in row.snapshot.cpus:
             moved = change.per_cpu.get(cpu, {}) if counted else {}
-            if not any(values.values()) and not any(moved.values()):
+            if not any(values.get(n) for n in names) and not any(moved.get(n) for n in names):
                 idle.append(cpu)
                 continue
             shown = []
-            for name in row.snapshot.names:
+            for name in names:
                 value, delta = values.get(name, 0), moved.get(name, 0)
                 if value or delta or name in MAIN:
                     shown.append(f"{name} {value}" + (f" (+{delta})" if delta else ""))
-            self.details.append(f"  cpu{cpu}: " + ", ".join(shown))
+            self.lines.append(f"  cpu{cpu}: " + ", ".join(shown))
         if idle:
-            self.details.append(f"  cpu{cpu_ranges(idle)}: every counter 0")
+            self.lines.append(f"  cpu{cpu_ranges(idle)}: every counter 0")
 
     def explain(self) -> None:
-        """The -v lines: sources, state, per-CPU breakdown."""
-        details = self.details
-        for row in self.rows:
+        res = self.res
+        for row in res.rows:
             snap = row.snapshot
             inside = "" if row.ns.path is None else f" inside {row.ns.describe()}"
             how = " (procfs)" if snap.source == "proc" else ""
-            line = f"{row.ns.prefix(self.all_netns)}counters from {snap.origin}{how}{inside}"
-            if snap.source == "netlink" and self.args.source == "auto":
-                line += f"; no {self.roots.proc_path(ctstats.STAT_FILES[0])}"
-            details.append(line)
-        if self.state_path:
-            details.append(f"state in {self.state_path}")
-        for row in self.rows:
+            line = f"{row.ns.prefix(res.all_netns)}counters from {snap.origin}{how}{inside}"
+            if snap.source == "netlink" and res.args.source == "auto":
+                line += f"; no {res.roots.proc_path(ctstats.STAT_FILES[0])}"
+            self.lines.append(line)
+        if res.state_path:
+            self.lines.append(f"state in {res.state_path}")
+        for row in res.rows:
             self.per_cpu(row)
-        names = set()
-        for row in self.rows:
-            names.update(row.snapshot.names)
+        if res.rows and not res.rows[0].snapshot.has_clash_resolve:
+            self.lines.append("insert_failed also counts the clashes this kernel resolved "
+                              "(no clashres column): no default threshold on it")
+        filled, printed = set(), set()
+        for row in res.rows:
+            filled.update(row.snapshot.filled)
+            printed.update(row.snapshot.names)
             if row.snapshot.has_clash_resolve:
-                names.add("table_full")
-        for label in sorted(self.limits):
+                filled.update(CAUSES)
+        for label in sorted(res.limits):
             counter = label.rsplit("_", 1)[0]
-            if counter not in names:
-                details.append(f"threshold on {label} not evaluated: this kernel has no "
-                               f"{counter} counter")
-        for ns, why in self.unreadable:
-            details.append(f"netns {ns.name} not read: {why}")
+            if counter in printed and counter not in filled:
+                self.lines.append(f"threshold on {label} not evaluated: this kernel prints "
+                                  f"{counter} as a constant 0")
+            elif counter not in filled and res.limits[label][2] is None:
+                self.lines.append(f"threshold on {label} not evaluated: this kernel has no "
+                                  f"{counter} counter")
+        for ns, why in res.unreadable:
+            self.lines.append(f"netns {ns.name} not read: {why}")
 
 
 def counter_list(text: str) -> set[str]:
@@ -479,11 +483,11 @@ def parser():
 @nagiosplugin.guarded(verbose=0)
 def main(argv=None):
     args = parser().parse_args(argv)
-    limits = thresholds(args)
+    limits = thresholds(args.rate_per, args.warning, args.critical)
     unit = RATE_UNIT[args.rate_per]
     contexts = [
         plugin.ThresholdContext(label, warn, crit, unit=unit if label.endswith("_rate") else "")
-        for label, (warn, crit) in limits.items()
+        for label, (warn, crit, _) in limits.items()
     ]
     check = nagiosplugin.Check(
         ConntrackStats(args, limits),

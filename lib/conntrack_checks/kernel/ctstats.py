@@ -13,12 +13,31 @@ is in) and both per CPU:
 
 Counters are unsigned 32-bit per CPU and wrap. Names follow ``conntrack -S``
 (the kernel's field names), so both sources give the same names.
+
+Not every column is measured: the kernel keeps printing columns whose
+counters it no longer keeps, as a constant 0 (ct_cpu_seq_show). The header
+tells the generation, never the version number (distributions backport):
+
+- with ``clashres`` (5.10+): ``new``, ``ignore``, ``delete`` and, until its
+  rename to ``chainlength`` in 5.15, ``delete_list`` are printed as 0;
+- with ``searched`` and ``search_restart`` (2.6.3x to 5.9): from 4.10 on
+  ``searched``, ``new``, ``delete`` and ``delete_list`` are printed as 0,
+  before that they count every lookup. The header is the same for both, so
+  these four count as filled only once one CPU shows a value;
+- 16 columns (before search_restart): every column is filled.
+
+Without ``clashres``, ``insert_failed`` also counts the clashes the kernel
+then resolved (the packet was kept): an everyday event on busy hosts, so
+it is no sign of loss there.
 """
 
 from __future__ import annotations
 
+import os
+
+from .. import deltas, state
 from ..errors import ModuleMissing, ProbeError
-from . import sysctl
+from . import netns, sysctl
 
 STAT_FILES = ("net/stat/nf_conntrack", "net/stat/ip_conntrack")
 # Column of the proc file -> name of the counter (as ctnetlink names it).
@@ -29,6 +48,12 @@ STAT_FILE_LIMIT = 4 * 1024 * 1024
 NETLINK_ORIGIN = "ctnetlink (IPCTNL_MSG_CT_GET_STATS_CPU, as conntrack -S)"
 SOURCES = ("auto", "proc", "netlink")
 PROCFS_MISSING = ("kernel built without CONFIG_NF_CONNTRACK_PROCFS")
+
+
+# Printed as a constant 0 by every kernel that has the clash_resolve column.
+UNFILLED_SINCE_5_10 = ("new", "ignore", "delete", "delete_list")
+# Printed as 0 from 4.10 on, counted before: the same header for both.
+UNFILLED_SINCE_4_10 = ("searched", "new", "delete", "delete_list")
 
 
 class Snapshot:
@@ -54,6 +79,21 @@ class Snapshot:
         """5.10+: drops can be split into table full and failed inserts."""
         return "clash_resolve" in self.names
 
+    @property
+    def filled(self) -> list[str]:
+        """The counters this kernel really keeps, in its order (see the module doc)."""
+        return filled(self.names, self.cpus)
+
+
+def filled(names: list[str], cpus) -> list[str]:
+    """``names`` without the columns the kernel prints as a constant 0."""
+    if "clash_resolve" in names:
+        return [n for n in names if n not in UNFILLED_SINCE_5_10]
+    if "search_restart" not in names:
+        return list(names)
+    counted = {n for _, values in cpus for n in UNFILLED_SINCE_4_10 if values.get(n)}
+    return [n for n in names if n not in UNFILLED_SINCE_4_10 or n in counted]
+
 
 def table_full(drop: int, insert_failed: int, chaintoolong: int) -> int:
     """Drops for a full table (5.10+): drop - (insert_failed - chaintoolong).
@@ -63,6 +103,12 @@ def table_full(drop: int, insert_failed: int, chaintoolong: int) -> int:
     """
     clashes = max(0, insert_failed - chaintoolong)
     return min(drop, max(0, drop - clashes))
+
+
+def drop_causes(drop: int, insert_failed: int, chaintoolong: int) -> dict[str, int]:
+    """5.10+: {"table_full": ..., "clash_drop": ...}, the two causes of ``drop``."""
+    full = table_full(drop, insert_failed, chaintoolong)
+    return {"table_full": full, "clash_drop": drop - full}
 
 
 def parse_stat_file(text: str, path: str) -> Snapshot:
@@ -149,6 +195,90 @@ def read(roots: sysctl.Roots, source: str = "auto", where: str = "in this namesp
         raise ModuleMissing("nf_conntrack is not loaded: no connections are tracked "
                             f"(no {roots.sys_path(sysctl.MODULE_DIRS[0])})")
     return read_netlink(roots, where)
+
+
+class Reading:
+    """One namespace's counters; ``change`` is filled by deltas.update()."""
+
+    __slots__ = ("change", "inode", "ns", "snapshot")
+
+    def __init__(self, ns: netns.Namespace, snapshot: Snapshot, inode: int | None):
+        self.ns = ns
+        self.snapshot = snapshot
+        self.inode = inode  # tells a namespace created again under the same name
+        self.change = None
+
+    @property
+    def table_full(self) -> int | None:
+        """The estimate of drops for a full table (5.10+), once compared."""
+        return None if self.change is None else self.change.deltas.get("table_full")
+
+
+def own_inode(roots: sysctl.Roots) -> int | None:
+    try:
+        return os.stat(roots.proc_path("self/ns/net")).st_ino
+    except OSError:
+        return None
+
+
+def read_each(roots: sysctl.Roots, namespaces: list[netns.Namespace], source: str = "auto",
+              all_netns: bool = False) -> tuple[list[Reading], list]:
+    """The counters of each namespace (entered in turn): (readings, [(ns, why not)])."""
+    def snapshot(ns):
+        where = f"in {ns.describe()}"
+        inode = ns.inode if ns.inode is not None else own_inode(roots)
+        return read(roots, source, where), inode
+
+    done, unreadable = netns.read_each(namespaces, snapshot, all_netns)
+    return [Reading(ns, snap, inode) for ns, (snap, inode) in done], unreadable
+
+
+def compare_all(data, readings, boot: str | None, now: float, all_netns: bool = False,
+                keep=()) -> tuple[dict, list[str]]:
+    """Every reading (ctstats.Reading) against the stored ``data``: sets
+    each ``reading.change`` (with the 5.10+ drop causes) and returns the
+    new state and the notes. ``keep``: names of namespaces not read this
+    time whose baselines stay.
+    """
+    notes = []
+    data = data or {}
+    stored = data.get("namespaces")
+    stored = stored if isinstance(stored, dict) else {}
+    old_boot = data.get("boot_id")
+    rebooted = None if boot is None or old_boot is None else boot != old_boot
+    fresh = 0
+    for reading in readings:
+        previous = stored.get(reading.ns.name)
+        change = reading.change = deltas.compare(previous, reading.snapshot, reading.inode, now,
+                                          rebooted, reading.ns.describe())
+        d = change.deltas
+        if reading.snapshot.has_clash_resolve and not change.baseline:
+            d.update(drop_causes(d.get("drop", 0), d.get("insert_failed", 0),
+                                 d.get("chaintoolong", 0)))
+        fresh += previous is None and bool(stored)
+        prefix = reading.ns.prefix(all_netns)
+        notes.extend(prefix + note for note in change.notes)
+    if fresh and all_netns:
+        notes.append(f"baseline stored for {fresh} new namespace" + ("s" if fresh > 1 else ""))
+    namespaces = {name: entry for name, entry in stored.items() if name in set(keep)}
+    for reading in readings:
+        namespaces[reading.ns.name] = deltas.entry(reading.snapshot, reading.inode, now)
+    return {"boot_id": boot, "namespaces": namespaces}, notes
+
+
+def update_baselines(store: state.StateFile, readings, proc_root: str = "/proc",
+                     all_netns: bool = False, keep=()) -> list[str]:
+    """Compare with the baseline in ``store`` and save the new one, under its
+    lock (which the caller holds). Returns the notes; raises StateError."""
+    now = deltas.clock()
+    data, note = store.load()
+    notes = [note] if note else []
+    if data is not None and not isinstance(data.get("namespaces"), dict):
+        notes.append(f"state {store.path} held no namespaces: baseline reset")
+        data = None
+    new, more = compare_all(data, readings, state.boot_id(proc_root), now, all_netns, keep)
+    store.save(new)
+    return notes + more
 
 
 def report_section(roots: sysctl.Roots | None = None, source: str = "auto") -> dict:
