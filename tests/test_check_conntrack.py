@@ -213,20 +213,6 @@ def test_help_and_version_exit_unknown(run_main, main):
     assert code == 3 and "(conntrack-checks) 0." in out
 
 
-def test_netns_name_that_does_not_exist(run_main, fs):
-    fs.create_dir("/run/netns")
-    fs.create_dir("/proc")
-    fs.create_dir("/sys")
-    code, out = run_main(check_conntrack.main, "--netns", "nope")
-    assert (code, out) == (3, "CONNTRACK UNKNOWN - no network namespace named 'nope' "
-                              "(`ip netns list` shows the names)\n")
-
-
-def test_netns_name_with_a_slash_is_refused(run_main):
-    code, out = run_main(check_conntrack.main, "--netns", "../etc")
-    assert (code, out) == (3, "CONNTRACK UNKNOWN - --netns '../etc' is not an ip netns name\n")
-
-
 def test_hash_with_a_bucket_per_entry_has_nothing_to_change(host, run_main):
     code, out = run_main(check_conntrack_hash.main, *host(nf_tree(10, 1000, 1024)), "-v")
     assert code == 0

@@ -88,24 +88,3 @@ def test_missing_library_is_unknown_not_a_traceback(name):
     assert done.returncode == 3
     assert done.stdout.startswith(f"{STATUS[name]} UNKNOWN - cannot import nagiosplugin: ")
     assert done.stderr == ""
-
-
-@pytest.mark.parametrize("body, code, out, err", [
-    ("print('x' * 200000, end='|'); sys.exit(2)", 2, "x" * 200000 + "|", ""),
-    ("print('OK - fine')", 0, "OK - fine\n", ""),
-    ("sys.exit(None)", 0, "", ""),
-    ("sys.stdout.write('partial'); sys.exit('no such thing')", 1, "partial", "no such thing\n"),
-], ids=["200k-then-exit-2", "return", "exit-none", "exit-message"])
-def test_execute_flushes_and_exits_with_main_s_code(body, code, out, err):
-    """plugin.execute skips the interpreter's teardown: nothing written may be lost."""
-    program = ("import sys\nfrom conntrack_checks.nagios.plugin import execute\n"
-               f"def main():\n    {body}\nexecute(main)\nprint('never here')\n")
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
-    assert (done.returncode, done.stdout, done.stderr) == (code, out, err)
-
-
-def test_execute_leaves_other_errors_to_python():
-    program = ("from conntrack_checks.nagios.plugin import execute\n"
-               "def main():\n    raise ValueError('bug')\nexecute(main)\n")
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
-    assert done.returncode == 1 and "ValueError: bug" in done.stderr
