@@ -22,8 +22,7 @@ LAYERS = ("base", "readers", "nagios", "checks", "report")
 # Imports the rules forbid that are still there, each to go with the move that
 # ends it: when one goes, remove it here (the test fails while it is listed and gone).
 PENDING = {
-    # the log and tuning report_section() move into logs/, tuning/
-    ("report.sections", "checks.check_conntrack_log"),
+    # the tuning report_section() moves into tuning/
     ("report.sections", "checks.check_conntrack_tuning"),
 }
 

@@ -214,7 +214,7 @@ def produced(value, path: str = "") -> set:
 
 def log_events(tmp_path):
     """The events section read from a syslog file (the host's own log is not a fixture)."""
-    from conntrack_checks.checks import check_conntrack_log
+    from conntrack_checks.logs import events
 
     path = tmp_path / "kern.log"
     stamp = time.strftime("%b %d %H:%M:%S")
@@ -223,7 +223,7 @@ def log_events(tmp_path):
         "dropping packet\n"
         f"{stamp} fw kernel: [2.0] net_ratelimit: 7 callbacks suppressed\n"
         f"{stamp} fw kernel: [3.0] nf_conntrack: expectation table full\n")
-    return lambda host: check_conntrack_log.report_section(
+    return lambda host: events.report_section(
         host.roots, sections.DAY, source="file", logfiles=[str(path)])
 
 

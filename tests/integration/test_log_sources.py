@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conntrack_checks.checks.check_conntrack_log import report_section
 from conntrack_checks.kernel.sysctl import Roots
+from conntrack_checks.logs.events import report_section
 from lab import Lab, need_root_tools
 from unprivileged import as_nobody
 

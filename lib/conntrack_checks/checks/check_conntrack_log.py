@@ -347,6 +347,3 @@ def main(argv=None):
     )
     plugin.run(check, args)
 
-
-# conntrack-report's log section, where it has always been found.
-report_section = events.report_section

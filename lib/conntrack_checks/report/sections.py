@@ -157,7 +157,7 @@ def counters_in_fullest(host: Host) -> dict | None:
 
 def events(host: Host) -> dict:
     """Table-full messages of the last 24 hours: see the log's report_section."""
-    from ..checks.check_conntrack_log import report_section
+    from ..logs.events import report_section
 
     return report_section(host.roots, since_seconds=DAY)
 
