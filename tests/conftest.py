@@ -8,7 +8,6 @@ from pathlib import Path
 import nagiosplugin.runtime
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture(autouse=True)
 def fresh_runtime():
