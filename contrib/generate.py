@@ -7,7 +7,8 @@
 Every option of every plugin in PLUGINS becomes an Icinga 2 CheckCommand
 argument (Icinga template library conventions); the NRPE and Nagios lines are
 written from the fixed argument lists below, each parsed by the plugin's own
-parser so a typo fails here and not on a monitored host. Adding a plugin is
+parser so a typo fails here and not on a monitored host. The OPTIONS block of
+each docs/<executable>.rst is written from the same parser. Adding a plugin is
 one line in PLUGINS and a run of this script; tests/test_contrib.py fails
 while a shipped file differs from what this script writes.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -226,13 +228,82 @@ def nagios(plugins) -> str:
     return "".join(out)
 
 
+OPTIONS_BEGIN = (".. BEGIN OPTIONS: written by contrib/generate.py from the parser; "
+                 "edit the parser, not this block")
+OPTIONS_END = ".. END OPTIONS"
+
+
+def executables() -> list[tuple[str, str]]:
+    """(executable, library module) of every script setup.cfg installs."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(CONTRIB.parent / "setup.cfg")
+    found = []
+    for script in config["options"]["scripts"].split():
+        for line in (CONTRIB.parent / script).read_text().splitlines():
+            words = line.split()
+            if words[:1] == ["from"] and words[1].startswith("conntrack_checks.") \
+                    and words[2:] == ["import", "main"]:
+                found.append((Path(script).name, words[1]))
+                break
+    return found
+
+
+def rst_text(text: str) -> str:
+    """Help text as reStructuredText that means only what it says."""
+    for char in "\\*`|":
+        text = text.replace(char, "\\" + char)
+    return re.sub(r"_(?=\W|$)", r"\\_", " ".join(text.split()))  # name_ is a link
+
+
+def rst_options(parser: argparse.ArgumentParser) -> str:
+    """Every option of the parser as a definition list, in --help order."""
+    formatter = parser._get_formatter()
+    items = []
+    for action in parser._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        invocation = formatter._format_action_invocation(action)
+        items.append(f"``{invocation}``\n    {rst_text(formatter._expand_help(action))}\n")
+    return "\n".join(items)
+
+
+def with_options(page: Path, parser: argparse.ArgumentParser) -> str:
+    """The page with its marked block replaced by the parser's options."""
+    text = page.read_text()
+    head, begin, rest = text.partition(OPTIONS_BEGIN + "\n")
+    _, end, tail = rest.partition(OPTIONS_END + "\n")
+    if not begin or not end:
+        raise SystemExit(f"{page.relative_to(CONTRIB.parent)}: no lines '{OPTIONS_BEGIN}' "
+                         f"and '{OPTIONS_END}' to write the options between")
+    return f"{head}{OPTIONS_BEGIN}\n\n{rst_options(parser)}\n{OPTIONS_END}\n{tail}"
+
+
+def docs_pages() -> dict[Path, str]:
+    """docs/<executable>.rst of every executable with a parser, options written in."""
+    pages = {}
+    docs = CONTRIB.parent / "docs"
+    for executable, module in executables():
+        module = importlib.import_module(module)
+        page = docs / f"{executable}.rst"
+        if hasattr(module, "parser") and page.exists():
+            parser = module.parser()
+            parser.prog = executable
+            pages[page] = with_options(page, parser)
+    return pages
+
+
 def render(plugins=None) -> dict[Path, str]:
     plugins = PLUGINS if plugins is None else plugins
-    return {
+    files = {
         CONTRIB / "icinga2" / "conntrack-checks.conf": icinga2(plugins),
         CONTRIB / "nrpe" / "conntrack-checks.cfg": nrpe(plugins),
         CONTRIB / "nagios" / "conntrack-checks.cfg": nagios(plugins),
     }
+    if (CONTRIB.parent / "setup.cfg").exists():
+        files.update(docs_pages())
+    return files
 
 
 def main(argv=None) -> int:
