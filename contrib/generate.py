@@ -134,6 +134,11 @@ def icinga2(plugins) -> str:
            " * on RHEL). The *_sudo commands run the plugin through sudo -n: sudo allows\n"
            " * only the exact command lines of contrib/sudoers/conntrack-checks, so set no\n"
            " * variable but the ones those lines have (e.g. <command>_all_netns = true).\n"
+           " *\n"
+           " * A Service template of the same name goes with each command: it sets\n"
+           " * check_command and points notes_url at the plugin's runbook, the man page\n"
+           " * built from docs/<plugin>.rst (man:check_conntrack(1)). Services import it:\n"
+           " *   object Service \"conntrack\" { import \"conntrack\"; host_name = \"db1\" }\n"
            " */\n"]
     for plugin in plugins:
         parser = parser_of(plugin)
@@ -141,13 +146,34 @@ def icinga2(plugins) -> str:
         out.append(f'\nobject CheckCommand "{plugin.command}" {{\n'
                    f'\tcommand = [ PluginContribDir + "/{plugin.name}" ]\n\n'
                    f"\targuments = {{\n{args}\n\t}}\n}}\n")
+        out.append(service_template(plugin, plugin.command))
         if any(f.root for f in plugin.fixed):
             out.append(f'\nobject CheckCommand "{plugin.command}_sudo" {{\n'
                        f'\timport "{plugin.command}"\n\n'
                        '\tcommand = [ "/usr/bin/sudo", "-n", '
                        f'PluginContribDir + "/{plugin.name}" ]\n'
                        f"}}\n")
+            out.append(service_template(plugin, plugin.command + "_sudo"))
     return "".join(out)
+
+
+def runbook_url(executable: str) -> str:
+    """Where a service's notes_url points: the runbook, offline on the host that fired.
+
+    The man page is built from docs/<executable>.rst, so it is the same runbook as
+    the repository's page; it is installed with the package on every monitored host,
+    needs no network at 3 a.m., and man: is the scheme systemd's Documentation= uses.
+    """
+    return f"man:{executable}(1)"
+
+
+def service_template(plugin: Plugin, command: str) -> str:
+    return (f'\ntemplate Service "{command}" {{\n'
+            f'\tcheck_command = "{command}"\n'
+            f'\tnotes = "Runbook: man {plugin.name} (section RUNBOOK), or '
+            f'docs/{plugin.name}.rst in conntrack-checks"\n'
+            f'\tnotes_url = "{runbook_url(plugin.name)}"\n'
+            f"}}\n")
 
 
 def icinga_vars(plugin: Plugin, args: str) -> dict[str, object]:

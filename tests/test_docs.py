@@ -267,3 +267,35 @@ def test_page_is_plain_docutils_without_a_warning(page):
         publish_string(page.read_text(), source_path=str(page), writer=writer,
                        settings_overrides={**QUIET, "warning_stream": Stream()})
     assert warnings == []
+
+
+def icinga_templates() -> dict[str, dict[str, str]]:
+    """Service template name -> its attributes, from the shipped Icinga 2 file."""
+    text = (ROOT / "contrib" / "icinga2" / "conntrack-checks.conf").read_text()
+    found = {}
+    for name, body in re.findall(r'^template Service "([^"]+)" \{\n(.*?)^\}', text,
+                                 re.M | re.S):
+        found[name] = dict(re.findall(r'^\t(\w+) = "([^"]*)"$', body, re.M))
+    return found
+
+
+def test_every_checkcommand_has_a_service_template_pointing_at_its_runbook():
+    text = (ROOT / "contrib" / "icinga2" / "conntrack-checks.conf").read_text()
+    commands = re.findall(r'^object CheckCommand "([^"]+)"', text, re.M)
+    templates = icinga_templates()
+    assert sorted(templates) == sorted(commands)
+    for name, attributes in templates.items():
+        assert attributes["check_command"] == name
+        executable = re.fullmatch(r"man:([\w-]+)\(1\)", attributes["notes_url"]).group(1)
+        assert executable in EXECUTABLES
+        section(doctree(DOCS / f"{executable}.rst"), "Runbook")
+        assert f"docs/{executable}.rst" in attributes["notes"]
+
+
+def test_every_service_of_the_agent_example_imports_a_runbook_template():
+    example = (ROOT / "contrib" / "icinga2" / "conntrack-agents.conf.example").read_text()
+    rules = re.findall(r'^apply Service "[^"]+" \{\n(.*?)^\}', example, re.M | re.S)
+    assert rules
+    for body in rules:
+        imported = re.match(r'\timport "([^"]+)"', body)
+        assert imported and imported.group(1) in icinga_templates(), body
