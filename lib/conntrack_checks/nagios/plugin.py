@@ -16,6 +16,7 @@ import nagiosplugin
 from nagiosplugin.state import Critical, Ok, Unknown, Warn
 
 from .. import __version__, speed
+from ..words import describe_violation, fmt_number
 
 UNKNOWN_EXIT = 3
 
@@ -98,16 +99,6 @@ def count_arg(text: str) -> int:
     return int(text)
 
 
-def fmt_number(value) -> str:
-    """Perfdata number: plain decimal, at most 3 places, never 1e+20 or True."""
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int):
-        return str(value)
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
 def fmt_range(rng: nagiosplugin.Range | None) -> str:
     if rng is None:
         return ""
@@ -120,20 +111,6 @@ def fmt_range(rng: nagiosplugin.Range | None) -> str:
     if rng.end != inf:
         out += fmt_number(rng.end)
     return out
-
-
-def describe_violation(rng: nagiosplugin.Range, unit: str = "") -> str:
-    """Words for why a value alerts: 'above 80%', 'below 10', 'inside 5:6'."""
-    inf = float("inf")
-    start = "~" if rng.start == -inf else fmt_number(rng.start)
-    end = "" if rng.end == inf else fmt_number(rng.end)
-    if rng.invert:
-        return f"inside {start}:{end}{unit}"
-    if rng.end == inf:
-        return f"below {start}{unit}"
-    if rng.start in (0, -inf):
-        return f"above {end}{unit}"
-    return f"outside {start}:{end}{unit}"
 
 
 def performance(label, value, uom="", warn=None, crit=None, min=None, max=None):
@@ -211,7 +188,7 @@ class Summary(nagiosplugin.Summary):
         return self._text(results)
 
     def _text(self, results):
-        resource = _first_resource(results)
+        resource = first_resource(results)
         if resource is None:
             return str(results.first_significant)
         return resource.status_text(results)
@@ -221,13 +198,14 @@ class Summary(nagiosplugin.Summary):
         for result in results:
             if result.state != Ok:
                 lines.append(f"{result.state}: {result.metric.name}: {result.hint}")
-        resource = _first_resource(results)
+        resource = first_resource(results)
         if resource is not None:
             lines.extend(getattr(resource, "details", []))
         return lines
 
 
-def _first_resource(results):
+def first_resource(results):
+    """The Resource behind the results (a Summary's way to the domain values), or None."""
     for result in results:
         if result.metric is not None and result.metric.resource is not None:
             return result.metric.resource
