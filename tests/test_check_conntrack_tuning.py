@@ -1,269 +1,17 @@
-"""check_conntrack_tuning: formulas, boot files and findings; fixture in, state and text out."""
+"""check_conntrack_tuning through main(): fixture trees in, exact first line, -v and exit code out.
+
+The library below it has its own tests: test_sizing, test_bootconf, test_tuning_rules.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-
-import pyfakefs.helpers
 import pytest
-from conntrack_checks.checks.check_conntrack_tuning import Analysis, main, report_section
-from conntrack_checks.kernel import bootconf, netns, sizing, sysctl
-from kernel_trees import NF, write_tree
-from tuning_trees import (
-    GIB,
-    HEADER_510,
-    HEADER_OLD,
-    MIB,
-    kernel_tree,
-    root,
-    write_host,
-    write_root,
-)
-
-# era, RAM, pointer bytes, hashsize=, expected buckets, expected max
-FORMULA = [
-    ("nf-5.15", 64 * MIB, 8, None, 1024, 1024),  # minimum 1024
-    ("nf-5.15", 512 * MIB, 8, None, 4096, 4096),
-    ("nf-5.15", 700 * MIB, 8, None, 5632, 5632),  # 5600 rounded up to 512s
-    ("nf-5.15", GIB, 8, None, 8192, 8192),  # not above 1 GiB
-    ("nf-5.15", 2 * GIB, 8, None, 65536, 65536),
-    ("nf-5.15", 4 * GIB, 8, None, 65536, 65536),  # not above 4 GiB
-    ("nf-5.15", 8 * GIB, 8, None, 262144, 262144),
-    ("nf-5.15", 1024 * GIB, 8, None, 262144, 262144),
-    ("nf-5.15", 24684092 * 1024, 8, None, 262144, 262144),
-    ("nf-5.15", 512 * MIB, 4, None, 8192, 8192),  # 4-byte bucket heads
-    ("nf-5.15", 8 * GIB, 4, None, 65536, 65536),  # 32-bit: no 262144 step
-    ("nf-5.15", 8 * GIB, 8, 100000, 100352, 802816),  # hashsize= rounded, max 8x
-    ("nf-5.15", 2 * GIB, 4, 1000, 1024, 8192),  # 32-bit pages hold 1024 heads
-    ("nf-4", 64 * MIB, 8, None, 512, 2048),
-    ("nf-4", 512 * MIB, 8, None, 4096, 16384),
-    ("nf-4", 2 * GIB, 8, None, 16384, 65536),
-    ("nf-4", 8 * GIB, 8, None, 65536, 262144),
-    ("nf-4", 1024 * GIB, 8, None, 65536, 262144),
-    ("nf-4", 512 * MIB, 4, None, 8192, 32768),
-    ("nf-4", 8 * GIB, 4, None, 65536, 262144),
-    ("nf-4", 8 * GIB, 8, 16384, 16384, 131072),
-    ("nf-2.6", 512 * MIB, 8, None, 4096, 16384),
-    ("nf-2.6", 8 * GIB, 8, None, 16384, 65536),
-    ("nf-2.6", 256 * MIB, 4, None, 4096, 16384),
-    ("ip_conntrack", 512 * MIB, 8, None, 2048, 16384),  # list_head: two pointers
-    ("ip_conntrack", 512 * MIB, 4, None, 4096, 32768),
-    ("ip_conntrack", 2 * GIB, 4, None, 8192, 65536),
-    ("ip_conntrack", 16 * MIB, 4, None, 128, 1024),
-]
-
-
-@pytest.mark.parametrize("era, ram, ptr, hashsize, buckets, limit", FORMULA)
-def test_kernel_default_formula(era, ram, ptr, hashsize, buckets, limit):
-    assert sizing.ERAS[era].default(ram, ptr, hashsize) == (buckets, limit)
-
-
-@pytest.mark.parametrize("changes, eras", [
-    ({}, ["nf-5.15"]),
-    ({"net/stat/nf_conntrack": HEADER_510 + "\n"}, ["nf-4"]),
-    ({"net/stat/nf_conntrack": HEADER_OLD + "\n"}, ["nf-4"]),  # writable buckets: 4.8+
-    ({"net/stat/nf_conntrack": None}, ["nf-4", "nf-5.15"]),
-    ({"net/stat/nf_conntrack": HEADER_OLD + "\n", "mode": 0o444}, ["nf-2.6", "nf-4"]),
-])
-def test_era_by_content(fs, changes, eras):
-    tree = kernel_tree()
-    mode = changes.pop("mode", None)
-    for rel, content in changes.items():
-        if content is None:
-            del tree["proc"][rel]
-        else:
-            tree["proc"][rel] = content
-    proc, sys_root = write_tree("/host", tree)
-    if mode:
-        os.chmod(proc + "/sys/net/netfilter/nf_conntrack_buckets", mode)
-    assert sizing.detect_eras(sysctl.Roots(proc, sys_root))[0] == eras
-
-
-def test_era_of_ip_conntrack(fs):
-    proc, sys_root = write_tree("/host", {"proc": {
-        "sys/net/ipv4/netfilter/ip_conntrack_max": 65536}})
-    assert sizing.detect_eras(sysctl.Roots(proc, sys_root))[0] == ["ip_conntrack"]
-
-
-@pytest.mark.parametrize("kallsyms, ptr", [
-    ("ffffffff81000000 T _stext\n", 8), ("c1000000 T _stext\n", 4),
-    ("0000000000000000 T _stext\n", 8),  # addresses hidden from users, width stays
-])
-def test_pointer_size_from_kallsyms(fs, kallsyms, ptr):
-    proc, sys_root = write_tree("/host", {"proc": {"kallsyms": kallsyms}})
-    assert sizing.pointer_size(sysctl.Roots(proc, sys_root))[0] == ptr
-
-
-@pytest.mark.parametrize("slabinfo, objsize, held", [
-    ("nf_conntrack  80 144 256 16 1 : tunables 0 0 0 : slabdata 9 9 0\n", 256, 9 * 4096),
-    ("nf_conntrack_ffff88003a5b0000  5 24 304 13 1 : tunables 0 0 0 : slabdata 2 2 0\n"
-     "nf_conntrack_ffffffff81a8c8c0  9 26 304 13 1 : tunables 0 0 0 : slabdata 2 2 0\n",
-     304, 4 * 4096),  # 2.6.3x-4.6: a cache per namespace
-    ("ip_conntrack  7 10 384 10 1 : tunables 54 27 8 : slabdata 1 1 0\n"
-     "ip_conntrack_expect 0 0 136 28 1 : tunables 120 60 8 : slabdata 0 0 0\n", 384, 4096),
-])
-def test_slab_object_size(fs, slabinfo, objsize, held):
-    proc, sys_root = write_tree("/host", {"proc": {"slabinfo": "slabinfo - version: 2.1\n"
-                                                               + slabinfo}})
-    slab = sizing.read_slab(sysctl.Roots(proc, sys_root))
-    assert (slab.objsize, slab.entry_bytes, slab.bytes_now) == (objsize, objsize, held)
-
-
-def test_slab_from_sysfs_first(fs):
-    proc, sys_root = write_tree("/host", {"proc": {"slabinfo": "nf_conntrack 1 1 999 1 1\n"},
-                                          "sys": {"kernel/slab/nf_conntrack/slab_size": 320,
-                                                  "kernel/slab/nf_conntrack/objects": "70 N0=70",
-                                                  "kernel/slab/nf_conntrack/slabs": "6 N0=6",
-                                                  "kernel/slab/nf_conntrack/order": 1}})
-    slab = sizing.read_slab(sysctl.Roots(proc, sys_root))
-    assert (slab.objsize, slab.active, slab.bytes_now) == (320, 70, 6 * 8192)
-    assert slab.source == "/host/sys/kernel/slab/nf_conntrack/slab_size"
-
-
-def test_slab_absent_or_root_only_falls_back_to_typical_size(fs):
-    proc, sys_root = write_tree("/host", {"proc": {"meminfo": "MemTotal: 1 kB\n"}})
-    roots = sysctl.Roots(proc, sys_root)
-    assert sizing.read_slab(roots).entry_bytes == 320
-    fs.create_file(proc + "/slabinfo", contents="x", st_mode=0o100400)
-    os.chown(proc + "/slabinfo", 0, 0)
-    pyfakefs.helpers.set_uid(1000)
-    try:
-        slab = sizing.read_slab(roots)
-    finally:
-        pyfakefs.helpers.reset_ids()
-    assert (slab.objsize, slab.entry_bytes) == (None, 320)
-    assert slab.reason == ("/host/sys/kernel/slab/nf_conntrack and /host/proc/slabinfo are "
-                           "readable by root only")
-
-
-# --- sysctl files in systemd-sysctl / procps order ---------------------------------
+from conntrack_checks.checks.check_conntrack_tuning import main
+from conntrack_checks.tuning.findings import finding_ids
+from kernel_trees import NF
+from tuning_trees import GIB, MIB, kernel_tree, root, write_host
 
 MAX = "net.netfilter.nf_conntrack_max"
-SYSCTL_CASES = [
-    # id, files, systemd?, expected (value, where) of the winning max line
-    ("later-name-wins-across-dirs",
-     {"usr/lib/sysctl.d/60-b.conf": f"{MAX} = 2\n", "etc/sysctl.d/50-a.conf": f"{MAX} = 1\n"},
-     True, ("2", "/usr/lib/sysctl.d/60-b.conf:1")),
-    ("etc-shadows-same-name-in-usr-lib",
-     {"usr/lib/sysctl.d/50-a.conf": f"{MAX} = 1\n", "etc/sysctl.d/50-a.conf": f"{MAX} = 9\n"},
-     True, ("9", "/etc/sysctl.d/50-a.conf:1")),
-    ("run-shadows-usr-local-lib-and-lib",
-     {"run/sysctl.d/50-a.conf": f"{MAX} = 3\n", "usr/local/lib/sysctl.d/50-a.conf":
-      f"{MAX} = 4\n", "lib/sysctl.d/50-a.conf": f"{MAX} = 5\n"},
-     True, ("3", "/run/sysctl.d/50-a.conf:1")),
-    ("usr-local-lib-shadows-usr-lib",
-     {"usr/local/lib/sysctl.d/50-a.conf": f"{MAX} = 4\n",
-      "usr/lib/sysctl.d/50-a.conf": f"{MAX} = 6\n"}, True,
-     ("4", "/usr/local/lib/sysctl.d/50-a.conf:1")),
-    ("lib-sorts-among-the-others",
-     {"lib/sysctl.d/70-c.conf": f"{MAX} = 7\n", "etc/sysctl.d/60-b.conf": f"{MAX} = 6\n"},
-     True, ("7", "/lib/sysctl.d/70-c.conf:1")),
-    ("dev-null-link-masks",
-     {"usr/lib/sysctl.d/50-a.conf": f"{MAX} = 1\n", "etc/sysctl.d/50-a.conf":
-      ("link", "/dev/null")}, True, None),
-    ("sysctl-conf-through-99-link-then-later-name",
-     {"etc/sysctl.conf": f"{MAX} = 1\n", "etc/sysctl.d/99-sysctl.conf":
-      ("link", "../sysctl.conf"), "usr/lib/sysctl.d/99-zz.conf": f"{MAX} = 2\n"},
-     True, ("2", "/usr/lib/sysctl.d/99-zz.conf:1")),
-    ("sysctl-conf-link-wins-over-earlier-names",
-     {"etc/sysctl.conf": f"# tuned\n{MAX} = 1\n", "etc/sysctl.d/99-sysctl.conf":
-      ("link", "../sysctl.conf"), "etc/sysctl.d/50-a.conf": f"{MAX} = 2\n"},
-     True, ("1", "/etc/sysctl.conf:2 (via /etc/sysctl.d/99-sysctl.conf)")),
-    ("absolute-link-resolved-under-the-root",
-     {"etc/sysctl.conf": f"{MAX} = 1\n", "etc/sysctl.d/99-sysctl.conf":
-      ("link", "/etc/sysctl.conf")}, True,
-     ("1", "/etc/sysctl.conf:1 (via /etc/sysctl.d/99-sysctl.conf)")),
-    ("systemd-without-link-ignores-sysctl-conf",
-     {"etc/sysctl.conf": f"{MAX} = 1\n", "etc/sysctl.d/50-a.conf": f"{MAX} = 2\n"},
-     True, ("2", "/etc/sysctl.d/50-a.conf:1")),
-    ("procps-reads-sysctl-conf-last",
-     {"etc/sysctl.conf": f"{MAX} = 1\n", "usr/lib/sysctl.d/99-zz.conf": f"{MAX} = 2\n"},
-     False, ("1", "/etc/sysctl.conf:1")),
-    ("comments-spacing-slashes-dash",
-     {"etc/sysctl.d/50-a.conf": f"# {MAX} = 1\n; {MAX} = 2\n\n   \t{MAX}=3   \n",
-      "etc/sysctl.d/60-b.conf": "  net/netfilter/nf_conntrack_max\t=  4\n",
-      "etc/sysctl.d/70-c.conf": f"-{MAX} = 5 \nnot an assignment\n"},
-     True, ("5", "/etc/sysctl.d/70-c.conf:1")),
-    ("not-conf-suffix-and-hidden-files-ignored",
-     {"etc/sysctl.d/50-a.conf": f"{MAX} = 1\n", "etc/sysctl.d/90-b.conf.rpmsave":
-      f"{MAX} = 2\n", "etc/sysctl.d/.99-c.conf": f"{MAX} = 3\n"},
-     True, ("1", "/etc/sysctl.d/50-a.conf:1")),
-    ("old-alias-counts-when-the-kernel-has-it",
-     {"etc/sysctl.d/50-a.conf": "net.nf_conntrack_max = 8\n"}, True,
-     ("8", "/etc/sysctl.d/50-a.conf:1")),
-]
-
-
-@pytest.mark.parametrize("files, systemd, expected", [c[1:] for c in SYSCTL_CASES],
-                         ids=[c[0] for c in SYSCTL_CASES])
-def test_sysctl_precedence(fs, files, systemd, expected):
-    base = write_root("/cfg", root(files, systemd=systemd, clean=False))
-    conf = bootconf.SysctlConfig(bootconf.ConfigRoot(base))
-    line, _ = conf.effective("max", lambda path: True)
-    assert (line.value, line.where) == expected if expected else line is None
-
-
-@pytest.mark.parametrize("binary, expected", [
-    (b"\x7fELF...sysctl.d\x00", ("2", "/usr/lib/sysctl.d/99-zz.conf:1")),  # upstream 207+
-    (b"\x7fELF.../etc/sysctl.conf\x00", ("1", "/etc/sysctl.conf:1")),  # RHEL 7, before 207
-])
-def test_systemd_sysctl_that_reads_sysctl_conf_itself(fs, binary, expected):
-    files = {"etc/sysctl.conf": f"{MAX} = 1\n", "usr/lib/sysctl.d/99-zz.conf": f"{MAX} = 2\n",
-             "etc/sysctl.d/99-sysctl.conf": ("link", "../sysctl.conf")}
-    base = write_root("/cfg", root(files, clean=False))
-    with open(base + "/usr/lib/systemd/systemd-sysctl", "wb") as handle:
-        handle.write(binary)
-    line, _ = bootconf.SysctlConfig(bootconf.ConfigRoot(base)).effective("max", lambda p: True)
-    assert (line.value, line.path + ":" + str(line.number)) == expected
-
-
-def test_sysctl_key_normalization():
-    assert bootconf.normalize_key(" net.netfilter.nf_conntrack_max ") == \
-        "net/netfilter/nf_conntrack_max"
-    assert bootconf.normalize_key("/net//netfilter/nf_conntrack_max") == \
-        "net/netfilter/nf_conntrack_max"
-    assert bootconf.normalize_key("net.ipv4.conf.eth0/100.rp_filter") == \
-        "net/ipv4/conf/eth0.100/rp_filter"
-
-
-@pytest.mark.parametrize("value, number", [
-    ("262144", 262144), ("262144 # raised", 262144), ("262144\t", 262144),
-    ("262144#x", None), ("lots", None), ("", None), ("-5", None), ("２", None),
-])
-def test_value_as_the_kernel_parses_it(value, number):
-    assert bootconf.leading_int(value) == number
-
-
-MODPROBE_CASES = [
-    ("etc", {"etc/modprobe.d/nf.conf": "options nf_conntrack hashsize=32768\n"}, "",
-     ("32768", "/etc/modprobe.d/nf.conf:1")),
-    ("continuation-and-dash-name", {"etc/modprobe.d/nf.conf":
-                                    "# comment\noptions nf-conntrack \\\n  acct=1 hashsize=4096\n"},
-     "", ("4096", "/etc/modprobe.d/nf.conf:2")),
-    ("alias-ip-conntrack", {"lib/modprobe.d/old.conf": "options ip_conntrack hashsize=8192\n"},
-     "", ("8192", "/lib/modprobe.d/old.conf:1")),
-    ("etc-shadows-lib", {"lib/modprobe.d/nf.conf": "options nf_conntrack hashsize=1\n",
-                         "etc/modprobe.d/nf.conf": "options nf_conntrack hashsize=2\n"},
-     "", ("2", "/etc/modprobe.d/nf.conf:1")),
-    ("later-line-wins", {"run/modprobe.d/a.conf": "options nf_conntrack hashsize=1\n",
-                         "usr/lib/modprobe.d/b.conf": "options nf_conntrack hashsize=3\n"},
-     "", ("3", "/usr/lib/modprobe.d/b.conf:1")),
-    ("cmdline-last", {"etc/modprobe.d/nf.conf": "options nf_conntrack hashsize=2\n"},
-     "ro nf_conntrack.hashsize=65536", ("65536", "/proc/cmdline:1")),
-    ("other-module-ignored", {"etc/modprobe.d/nf.conf": "options nf_nat hashsize=2\n"}, "",
-     None),
-]
-
-
-@pytest.mark.parametrize("files, cmdline, expected", [c[1:] for c in MODPROBE_CASES],
-                         ids=[c[0] for c in MODPROBE_CASES])
-def test_modprobe_hashsize(fs, files, cmdline, expected):
-    base = write_root("/cfg", files)
-    lines = bootconf.modprobe_hashsize(bootconf.ConfigRoot(base), cmdline.split())
-    got = (lines[-1].value, lines[-1].where) if lines else None
-    assert got == expected
-
 
 # --- the plugin: fixture in, exact first line and exit code out --------------------
 
@@ -405,6 +153,8 @@ def test_plugin(fs, run_main, changes, files, argv, code, first):
     if first is not None:
         assert out.split(" | ")[0] == first
     assert out.count("\n") == 1
+    if code:
+        assert out.split(" | ")[0].split("[")[1].split("]")[0] in finding_ids()
 
 
 def test_clean_host_perfdata(fs, run_main):
@@ -474,53 +224,6 @@ def test_timeouts_of_other_namespaces_are_not_persistence_findings(fs, run_main)
     assert "persist-tcp-established" in out and code == 1
 
 
-WEB = netns.Namespace("web", "/run/netns/web")
-PROCESS = netns.Namespace("ns4026532999", "/proc/1234/ns/net")
-ANY_FILE = netns.Namespace("/run/docker/netns/abc", "/run/docker/netns/abc")
-
-
-def analysed(monkeypatch, values: list) -> Analysis:
-    """The analysis of a clean host whose namespaces hold these timeouts (``values`` is
-    what the analysis keeps: changing it later changes what it sees)."""
-    args = write_host("/t", kernel_tree(), root())
-    monkeypatch.setattr(netns, "read_each", lambda *a, **k: (values, []))
-    analysis = Analysis(sysctl.Roots(args[1], args[3]), args[5], [ns for ns, _ in values],
-                        all_netns=True)
-    analysis.run()
-    return analysis
-
-
-def host_namespace() -> netns.Namespace:
-    host = netns.Namespace("host", "/proc/1/ns/net")
-    host.host = True
-    return host
-
-
-@pytest.mark.parametrize("ns, enter", [
-    (WEB, "ip netns exec web "),
-    (PROCESS, "nsenter --net=/proc/1234/ns/net "),
-    (ANY_FILE, "nsenter --net=/run/docker/netns/abc "),
-])
-def test_timeout_fix_in_another_namespace_enters_it_the_way_that_works(fs, monkeypatch, ns,
-                                                                        enter):
-    analysis = analysed(monkeypatch, [(host_namespace(), {"tcp_timeout_established": 86400}),
-                                      (ns, {"tcp_timeout_established": 432000})])
-    found = {f.id: f for f in analysis.findings}["timeout-tcp-established"]
-    assert found.now == enter + "sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=86400"
-    assert found.persist.startswith("set it where the namespace is created")
-
-
-def test_tuned_at_runtime_looks_at_the_host_whatever_the_order(fs, monkeypatch):
-    host = host_namespace()
-    values = [(WEB, {"tcp_timeout_established": 7200}),
-              (host, {"tcp_timeout_established": 432000})]
-    analysis = analysed(monkeypatch, values)
-    assert not analysis.tuned_at_runtime()
-    values.reverse()
-    values[0] = (host, {"tcp_timeout_established": 7200})
-    assert analysis.tuned_at_runtime()
-
-
 def test_an_inverted_timeout_limit_is_a_finding_without_a_value_to_set(fs, run_main):
     args = write_host("/t", kernel_tree(), root())
     code, out = run_main(main, *args, "--timeout-limit", "udp_timeout=@~:100", "-v")
@@ -551,41 +254,14 @@ def test_missing_meminfo_is_one_line_unknown(fs, run_main):
     (["--timeout-limit", "udp_timeout=1e3"], "'1e3' is not a Nagios range"),
     (["--memory-warning", "ten"], "argument --memory-warning: 'ten' is not a Nagios range"),
     (["--ignore"], "argument --ignore: expected one argument"),
+    (["--ignore", "timeout-udp-streams"], "argument --ignore: 'timeout-udp-streams' matches no "
+                                          "finding id (persist-max, persist-buckets, "),
+    (["--ignore", "persist"], "'persist' matches no finding id"),
 ])
 def test_bad_arguments_are_one_line_unknown(run_main, argv, words):
     code, out = run_main(main, *argv)
     assert code == 3 and out.startswith("CONNTRACK TUNING UNKNOWN - ")
     assert words in out and out.count("\n") == 1
-
-
-def test_report_section_is_json_data(fs):
-    changes = {"limit": 524288, "timeouts": {"udp_timeout": 600}}
-    write_host("/t", kernel_tree(**changes), root())
-    section = report_section(sysctl.Roots("/t/host/proc", "/t/host/sys"), config_root="/t/cfg")
-    again = json.loads(json.dumps(section))
-    assert again["status"] == "warning"
-    assert [f["id"] for f in again["findings"]] == ["persist-max", "persist-udp", "timeout-udp"]
-    assert again["findings"][0]["fix"] == {
-        "now": "sysctl -w net.netfilter.nf_conntrack_max=262144 (back to what the next boot "
-               "gives)",
-        "persist": "to keep 524288: add 'net.netfilter.nf_conntrack_max = 524288' to "
-                   "/etc/sysctl.d/90-conntrack.conf"}
-    facts = again["facts"]
-    assert (facts["max"], facts["buckets"], facts["eras"]) == (524288, 262144, ["nf-5.15"])
-    assert facts["kernel_default"] == [{"era": "nf-5.15", "buckets": 262144, "max": 262144}]
-    assert facts["full_table_bytes"] == 524288 * 256 + 262144 * 8
-    assert facts["timeouts"]["this namespace"]["udp_timeout"] == 600
-
-
-def test_report_section_ignores_and_fails_like_the_plugin(fs):
-    write_host("/t", kernel_tree(timeouts={"udp_timeout": 600}), root())
-    roots = sysctl.Roots("/t/host/proc", "/t/host/sys")
-    section = report_section(roots, config_root="/t/cfg", ignore=["*-udp"])
-    assert (section["status"], section["findings"]) == ("ok", [])
-    from conntrack_checks.errors import ModuleMissing
-
-    with pytest.raises(ModuleMissing):
-        report_section(sysctl.Roots("/nowhere/proc", "/nowhere/sys"))
 
 
 def test_ip_conntrack_era_uses_its_own_names(fs, run_main):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from conntrack_checks.checks.check_conntrack_tuning import TIMEOUTS
+from conntrack_checks.tuning.findings import TIMEOUTS
 from kernel_trees import NF, nf_tree, write_tree
 
 GIB = 1 << 30
@@ -38,7 +38,7 @@ def kernel_tree(limit=262144, buckets=262144, count=10, ram=8 * GIB, ptr=8, head
         proc["slabinfo"] = SLAB_HEAD + (f"nf_conntrack          80    144    {slab}   16    1 "
                                         ": tunables    0    0    0 : slabdata      9      9  "
                                         "    0\n")
-    values = {name: defaults[0] for name, (defaults, _) in TIMEOUTS.items()}
+    values = {name: timeout.default for name, timeout in TIMEOUTS.items()}
     values["tcp_timeout_established"] = 86400
     values.update(timeouts or {})
     for name, value in values.items():

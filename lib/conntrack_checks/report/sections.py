@@ -171,9 +171,12 @@ def talkers(host: Host) -> dict:
 
 def tuning(host: Host) -> dict:
     """The tuning findings and their fixes: the tuning analysis' report_section."""
-    from ..checks.check_conntrack_tuning import report_section
+    import nagiosplugin
 
-    return report_section(host.roots, config_root=host.config_root)
+    from ..tuning import Thresholds, report_section
+
+    return report_section(host.roots, Thresholds(nagiosplugin.Range),
+                          config_root=host.config_root)
 
 
 SECTIONS = [
