@@ -11,8 +11,13 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def fresh_runtime():
-    """nagiosplugin's Runtime is a process-wide singleton: one per test."""
+    """nagiosplugin's Runtime is a process-wide singleton: one per test.
+
+    Its output goes to the sys.stdout of the moment (capsys); nagiosplugin 1.3
+    (Debian 12's) kept the one of its import unless told None.
+    """
     nagiosplugin.runtime.Runtime.instance = None
+    nagiosplugin.runtime.Runtime.stdout = None
     yield
     nagiosplugin.runtime.Runtime.instance = None
 

@@ -162,7 +162,7 @@ def usage_ranges(args):
 def main(argv=None):
     args = parser().parse_args(argv)
     warning, critical = usage_ranges(args)
-    check = nagiosplugin.Check(
+    check = plugin.check(
         Conntrack(args),
         plugin.ThresholdContext("usage", warning, critical, unit="%"),
         CountContext(args.warning_count, args.critical_count, warning, critical),

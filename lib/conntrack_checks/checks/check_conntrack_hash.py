@@ -103,7 +103,7 @@ def parser():
 @nagiosplugin.guarded(verbose=0)
 def main(argv=None):
     args = parser().parse_args(argv)
-    check = nagiosplugin.Check(
+    check = plugin.check(
         ConntrackHash(args),
         plugin.ThresholdContext("load_factor", args.warning, args.critical),
         plugin.ThresholdContext("full_load_factor", args.warning_full, args.critical_full),

@@ -334,7 +334,7 @@ def parser():
 @nagiosplugin.guarded(verbose=0)
 def main(argv=None):
     args = parser().parse_args(argv)
-    check = nagiosplugin.Check(
+    check = plugin.check(
         KernelLog(args),
         plugin.ThresholdContext("table_full", args.warning, args.critical),
         plugin.ThresholdContext("expectation_full", args.warning_expect, None),

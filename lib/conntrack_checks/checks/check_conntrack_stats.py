@@ -489,7 +489,7 @@ def main(argv=None):
         plugin.ThresholdContext(label, warn, crit, unit=unit if label.endswith("_rate") else "")
         for label, (warn, crit, _) in limits.items()
     ]
-    check = nagiosplugin.Check(
+    check = plugin.check(
         ConntrackStats(args, limits),
         plugin.PerfContext("counter"),
         plugin.PerfContext("delta"),

@@ -333,7 +333,7 @@ def main(argv=None):
                                 crit_state.get(label))
         for label in COUNT_LABELS
     ]
-    check = nagiosplugin.Check(
+    check = plugin.check(
         TableDump(args, deadline),
         plugin.ThresholdContext("top_share", warning, critical, unit="%"),
         *contexts,

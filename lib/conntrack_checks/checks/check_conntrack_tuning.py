@@ -173,7 +173,7 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     limits = thresholds(args)
-    check = nagiosplugin.Check(
+    check = plugin.check(
         Tuning(args, limits),
         FindingContext("finding"),
         RangesContext("memory_share", limits.memory_warning, limits.memory_critical),

@@ -253,6 +253,17 @@ def add_netns_options(parser, name_help: str, path_help: str,
         ns.add_argument("--all-netns", action="store_true", help=all_help)
 
 
+def check(*objects, name: str) -> nagiosplugin.Check:
+    """``nagiosplugin.Check(*objects, name=name)``, also with nagiosplugin 1.3.
+
+    1.3 (Debian 12's and EPEL's python3-nagiosplugin) has no ``name``: it
+    names the check after its first resource; the name is replaced here.
+    """
+    result = nagiosplugin.Check(*objects)
+    result.name = name
+    return result
+
+
 def run(check: nagiosplugin.Check, args) -> None:
     """Run the check under the plugin's timeout and exit with its state."""
     check.main(verbose=args.verbose, timeout=args.timeout)
