@@ -1,0 +1,322 @@
+"""The packages, built by packaging/build from a clean clone, installed and run as operators do.
+
+One build per session (a git clone of this repository's HEAD into a temporary
+directory, then packaging/build in it). The .deb is installed on this machine
+with apt-get, exercised as the nagios user and against the real Icinga 2 and
+NRPE, then purged; a machine-wide lock keeps two test runs from installing it
+at once. Other test runs are not disturbed: they use their own venv, and the
+daemons here run in private mount namespaces or with private directories.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from lab import need_root_tools
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "packaging"))
+from executables import executables  # noqa: E402
+
+sys.path.insert(0, str(REPO / "lib"))
+from conntrack_checks import __version__  # noqa: E402
+
+PLUGIN_DIR = Path("/usr/lib/nagios/plugins")
+PLUGINS = [name for name in executables() if name.startswith("check_")]
+PACKAGE = "conntrack-checks"
+DEB_LOCK = "/run/lock/conntrack-checks-deb.lock"
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+# What each plugin says first, run as nagios with no options (the status prefix).
+STATUS_NAME = {
+    "check_conntrack": "CONNTRACK",
+    "check_conntrack_hash": "CONNTRACK HASH",
+    "check_conntrack_stats": "CONNTRACK STATS",
+    "check_conntrack_log": "CONNTRACK LOG",
+    "check_conntrack_table": "CONNTRACK TABLE",
+    "check_conntrack_tuning": "CONNTRACK TUNING",
+}
+
+
+def run(cmd, check=False, **kwargs):
+    kwargs.setdefault("env", CLEAN_ENV)
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL, **kwargs)
+    if check:
+        assert done.returncode == 0, f"{cmd}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def as_nagios(*cmd, **kwargs):
+    """As a monitoring daemon runs a plugin: user nagios, its groups, a clean environment."""
+    return run(["setpriv", "--reuid=nagios", "--regid=nagios", "--init-groups",
+                "env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()), *cmd], **kwargs)
+
+
+@pytest.fixture(scope="session")
+def dist():
+    """dist/ of packaging/build run in a fresh clone of this repository's HEAD."""
+    need_root_tools("git", "dpkg-buildpackage", "lintian", "apt-get", "setpriv")
+    base = Path(tempfile.mkdtemp(prefix="ctc-packages.", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        run(["git", "clone", "--quiet", "--no-hardlinks", REPO, base / "src"], check=True)
+        done = run([base / "src" / "packaging" / "build"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield base / "src" / "dist"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def only(dist: Path, pattern: str) -> Path:
+    found = sorted(dist.glob(pattern))
+    assert len(found) == 1, f"{pattern}: {found} in {sorted(p.name for p in dist.iterdir())}"
+    return found[0]
+
+
+# --- Debian ----------------------------------------------------------------------------
+
+
+def deb_files(deb: Path) -> list[str]:
+    out = run(["dpkg-deb", "-c", deb], check=True).stdout
+    return [line.split(None, 5)[5].split(" -> ")[0].lstrip(".") or "/"
+            for line in out.splitlines()]
+
+
+def test_the_deb_is_lintian_clean_with_pedantic_and_experimental_tags(dist):
+    deb = only(dist, f"{PACKAGE}_{__version__}-*_all.deb")
+    done = run(["lintian", "--pedantic", "--display-experimental", "--info",
+                "--fail-on", "error,warning,info,pedantic,experimental", deb])
+    tags = [line for line in done.stdout.splitlines() if line[:3] in ("E: ", "W: ", "I: ",
+                                                                       "P: ", "X: ")]
+    assert done.returncode == 0 and not tags, done.stdout + done.stderr
+
+
+def test_lintian_overrides_each_have_a_reason(dist):
+    overrides = (REPO / "debian" / f"{PACKAGE}.lintian-overrides").read_text().splitlines()
+    for number, line in enumerate(overrides):
+        if line and not line.startswith("#"):
+            assert number > 0 and overrides[number - 1].startswith("#"), line
+
+
+def test_the_deb_puts_each_file_where_debian_looks_for_it(dist):
+    files = deb_files(only(dist, f"{PACKAGE}_*.deb"))
+    for plugin in PLUGINS:
+        assert f"{PLUGIN_DIR}/{plugin}" in files
+        assert f"/usr/share/man/man1/{plugin}.1.gz" in files
+    assert "/usr/bin/conntrack-report" in files
+    assert "/usr/share/man/man1/conntrack-report.1.gz" in files
+    assert "/usr/lib/python3/dist-packages/conntrack_checks/__init__.py" in files
+    assert "/usr/share/icinga2/include/plugins-contrib.d/conntrack-checks.conf" in files
+    if "conntrack-munin" in executables():
+        assert "/usr/share/munin/plugins/conntrack-munin" in files
+    # Nothing under /etc: no NRPE command, sudo right or Nagios object until the admin acts.
+    assert not [f for f in files if f.startswith("/etc")]
+    for shipped in ("nrpe/conntrack-checks.cfg", "sudoers/conntrack-checks",
+                    "nagios/conntrack-checks.cfg"):
+        assert f"/usr/share/conntrack-checks/{shipped}" in files
+
+
+def test_the_deb_depends_on_debians_nagiosplugin_and_bundles_none(dist):
+    deb = only(dist, f"{PACKAGE}_*.deb")
+    depends = run(["dpkg-deb", "-f", deb, "Depends"], check=True).stdout
+    assert "python3-nagiosplugin" in depends
+    assert not [f for f in deb_files(deb) if "/nagiosplugin/" in f]
+
+
+@pytest.fixture(scope="module")
+def installed(dist):
+    """The .deb installed with apt-get (as an admin does), purged afterwards."""
+    deb = only(dist, f"{PACKAGE}_*.deb")
+    lock = open(DEB_LOCK, "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        files = deb_files(deb)
+        before = {f for f in files if os.path.lexists(f)}
+        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-y", "-q"]
+        run([*apt, "install", deb], check=True, env={**CLEAN_ENV,
+                                                     "DEBIAN_FRONTEND": "noninteractive"})
+        try:
+            yield {"deb": deb, "files": files, "before": before}
+        finally:
+            purged = run([*apt, "purge", PACKAGE], env={**CLEAN_ENV,
+                                                        "DEBIAN_FRONTEND": "noninteractive"})
+            assert purged.returncode == 0, purged.stdout + purged.stderr
+            left = {f for f in files if os.path.lexists(f)} - before
+            assert not left, f"purge left {sorted(left)}"
+            home = pwd.getpwnam("nagios").pw_dir
+            for state in ("/var/lib/conntrack-checks", f"{home}/.local/state/conntrack-checks"):
+                assert not os.path.lexists(state), f"purge left {state}"
+    finally:
+        lock.close()
+
+
+def test_every_plugin_runs_from_the_plugin_dir_as_nagios(installed):
+    for plugin in PLUGINS:
+        done = as_nagios(PLUGIN_DIR / plugin, "--version")
+        assert (done.returncode, done.stdout) == (3, f"{plugin} (conntrack-checks) "
+                                                     f"{__version__}\n"), done.stderr
+        done = as_nagios(PLUGIN_DIR / plugin)
+        assert done.returncode in (0, 1, 2, 3), done
+        assert done.stdout.startswith(STATUS_NAME[plugin] + " "), done
+        assert "Traceback" not in done.stdout + done.stderr
+    # Needs no privilege: must give a state, not UNKNOWN, with Debian's nagiosplugin.
+    done = as_nagios(PLUGIN_DIR / "check_conntrack")
+    assert done.returncode in (0, 1, 2), done.stdout
+    head = run(["head", "-1", PLUGIN_DIR / "check_conntrack"], check=True).stdout
+    assert head == "#!/usr/bin/python3\n"
+
+
+def test_conntrack_report_is_on_the_admins_path(installed):
+    done = run(["conntrack-report", "--version"])
+    assert done.stdout == f"conntrack-report (conntrack-checks) {__version__}\n"
+    assert shutil.which("conntrack-report", path=CLEAN_ENV["PATH"]) == "/usr/bin/conntrack-report"
+
+
+def test_the_state_directory_works_for_nagios_out_of_the_box(installed):
+    home = Path(pwd.getpwnam("nagios").pw_dir)
+    state = home / ".local" / "state" / "conntrack-checks"
+    info = state.stat()
+    assert (info.st_uid, oct(info.st_mode & 0o777)) == (pwd.getpwnam("nagios").pw_uid, "0o700")
+    done = as_nagios(PLUGIN_DIR / "check_conntrack_stats")
+    assert done.stdout.startswith("CONNTRACK STATS "), done
+    assert "state" not in done.stdout.split("|")[0].lower() or "baseline" in done.stdout, done
+    assert sorted(p.name for p in state.glob("check_conntrack_stats*.json")), done
+    root = Path("/var/lib/conntrack-checks").stat()
+    assert (root.st_uid, oct(root.st_mode & 0o777)) == (0, "0o700")
+
+
+def test_the_postinst_keeps_an_admins_statoverride(installed):
+    state = Path(pwd.getpwnam("nagios").pw_dir) / ".local" / "state" / "conntrack-checks"
+    run(["dpkg-statoverride", "--add", "nagios", "nagios", "0750", state], check=True)
+    try:
+        state.chmod(0o750)
+        run([f"/var/lib/dpkg/info/{PACKAGE}.postinst", "configure", ""], check=True)
+        assert oct(state.stat().st_mode & 0o777) == "0o750"
+    finally:
+        run(["dpkg-statoverride", "--remove", state], check=True)
+    run([f"/var/lib/dpkg/info/{PACKAGE}.postinst", "configure", ""], check=True)
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+
+
+def test_installing_enables_no_nrpe_command_and_no_sudo_right(installed):
+    owned = run(["dpkg", "-L", PACKAGE], check=True).stdout.splitlines()
+    assert not [f for f in owned if f.startswith("/etc/")]
+    rights = run(["sudo", "-l", "-U", "nagios"]).stdout
+    assert "conntrack" not in rights
+
+
+def test_man_renders_a_page_for_each_executable(installed):
+    for name in executables():
+        done = run(["man", "-P", "cat", name], env={**CLEAN_ENV, "MANWIDTH": "80"})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.lstrip().startswith(f"{name.upper()}(1)"), done.stdout[:200]
+        assert "\nNAME\n" in done.stdout and "\nSYNOPSIS\n" in done.stdout, done.stdout[:400]
+
+
+def icinga_defines(base: Path) -> list[str]:
+    """Stock configuration, but cache, state and logs in a private directory."""
+    args = []
+    for const in ("DataDir", "CacheDir", "LogDir", "InitRunDir", "SpoolDir"):
+        path = base / const.lower()
+        path.mkdir()
+        shutil.chown(path, "nagios", "nagios")
+        args.append(f"-D{const}={path}")
+    return args
+
+
+def test_icinga2_loads_the_checkcommands_through_debians_stock_config(installed, tmp_path):
+    need_root_tools("icinga2")
+    tmp_path.chmod(0o755)
+    stock = run(["dpkg", "--verify", "icinga2-common", "icinga2-bin"]).stdout
+    assert "/etc/icinga2/icinga2.conf" not in stock, "icinga2.conf is not Debian's: " + stock
+    defines = icinga_defines(tmp_path)
+    done = run(["icinga2", "daemon", "-C", *defines])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Finished validating the configuration file(s)." in done.stdout
+    listed = run(["icinga2", "object", "list", "--type", "CheckCommand", "--name", "conntrack*",
+                  *defines], check=True).stdout
+    conf = "/usr/share/icinga2/include/plugins-contrib.d/conntrack-checks.conf"
+    for plugin in PLUGINS:
+        command = plugin[len("check_"):]
+        assert f"Object '{command}' of type 'CheckCommand':" in listed
+    assert f"% declared in '{conf}'" in listed
+    assert f'"{PLUGIN_DIR}/check_conntrack"' in listed  # PluginContribDir of constants.conf
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_nrpe_answers_with_the_shipped_snippet_after_the_admin_step(installed, tmp_path):
+    """Debian's nrpe.cfg, its nrpe.d/ and /etc/sudoers.d holding what README.Debian copies."""
+    need_root_tools("nrpe", "unshare", "sudo")
+    tmp_path.chmod(0o755)
+    nrpe_d, sudoers_d = tmp_path / "nrpe.d", tmp_path / "sudoers.d"
+    nrpe_d.mkdir()
+    sudoers_d.mkdir()
+    share = Path("/usr/share/conntrack-checks")
+    shutil.copy(share / "nrpe" / "conntrack-checks.cfg", nrpe_d)  # the admin's step
+    run(["install", "-m", "0440", share / "sudoers" / "conntrack-checks", sudoers_d],
+        check=True)
+    port = free_port()
+    conf = tmp_path / "nrpe.cfg"
+    lines = []
+    for line in Path("/etc/nagios/nrpe.cfg").read_text().splitlines():
+        key = line.split("=", 1)[0]
+        if key == "server_port":
+            line = f"server_port={port}"
+        elif key == "pid_file":
+            line = f"pid_file={tmp_path}/nrpe.pid"
+        lines.append(line)
+    conf.write_text("\n".join(lines) + "\n")
+    assert "include_dir=/etc/nagios/nrpe.d/" in lines
+    private = ('mount --bind "$1" /etc/nagios/nrpe.d && mount --bind "$2" /etc/sudoers.d '
+               '&& exec /usr/sbin/nrpe -c "$3" -f')
+    daemon = subprocess.Popen(["unshare", "--mount", "--propagation", "slave", "sh", "-c",
+                               private, "sh", nrpe_d, sudoers_d, conf],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              stdin=subprocess.DEVNULL, env=CLEAN_ENV)
+    try:
+        for _ in range(100):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        check_nrpe = [PLUGIN_DIR / "check_nrpe", "-H", "127.0.0.1", "-p", port, "-t", "60", "-c"]
+        plain = run([*check_nrpe, "check_conntrack"])
+        by_hand = as_nagios(PLUGIN_DIR / "check_conntrack", "-w", "80", "-c", "90")
+        assert plain.returncode == by_hand.returncode
+        assert plain.stdout.split(" - ")[0] == by_hand.stdout.split(" - ")[0]
+        assert plain.returncode in (0, 1, 2), plain.stdout
+        through_sudo = run([*check_nrpe, "check_conntrack_all_netns"])
+        assert through_sudo.returncode in (0, 1, 2), through_sudo.stdout
+        assert "namespaces=" in through_sudo.stdout
+        unknown = run([*check_nrpe, "no_such_command"])
+        assert "Command 'no_such_command' not defined" in unknown.stdout
+    finally:
+        daemon.terminate()
+        log, _ = daemon.communicate(timeout=30)
+    assert "Listening for connections" in log or "Starting up daemon" in log or log == "", log
+
+
+def test_autopkgtest_passes_with_the_null_runner(installed, tmp_path):
+    need_root_tools("autopkgtest")
+    clone = Path(installed["deb"]).parent.parent
+    done = run(["autopkgtest", "--output-dir", tmp_path / "out", installed["deb"], clone,
+                "--", "null"], env={**CLEAN_ENV, "DEBIAN_FRONTEND": "noninteractive"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = (tmp_path / "out" / "summary").read_text()
+    assert "plugins              PASS" in summary and "icinga2-commands     PASS" in summary, \
+        summary
