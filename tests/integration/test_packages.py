@@ -137,27 +137,23 @@ def test_the_deb_depends_on_debians_nagiosplugin_and_bundles_none(dist):
 def installed(dist):
     """The .deb installed with apt-get (as an admin does), purged afterwards."""
     deb = only(dist, f"{PACKAGE}_*.deb")
-    lock = open(DEB_LOCK, "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
+    with open(DEB_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         files = deb_files(deb)
         before = {f for f in files if os.path.lexists(f)}
         apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-y", "-q"]
-        run([*apt, "install", deb], check=True, env={**CLEAN_ENV,
-                                                     "DEBIAN_FRONTEND": "noninteractive"})
+        env = {**CLEAN_ENV, "DEBIAN_FRONTEND": "noninteractive"}
+        run([*apt, "install", deb], check=True, env=env)
         try:
             yield {"deb": deb, "files": files, "before": before}
         finally:
-            purged = run([*apt, "purge", PACKAGE], env={**CLEAN_ENV,
-                                                        "DEBIAN_FRONTEND": "noninteractive"})
+            purged = run([*apt, "purge", PACKAGE], env=env)
             assert purged.returncode == 0, purged.stdout + purged.stderr
             left = {f for f in files if os.path.lexists(f)} - before
             assert not left, f"purge left {sorted(left)}"
             home = pwd.getpwnam("nagios").pw_dir
             for state in ("/var/lib/conntrack-checks", f"{home}/.local/state/conntrack-checks"):
                 assert not os.path.lexists(state), f"purge left {state}"
-    finally:
-        lock.close()
 
 
 def test_every_plugin_runs_from_the_plugin_dir_as_nagios(installed):
