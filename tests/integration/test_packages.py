@@ -193,7 +193,7 @@ def test_the_state_directory_works_for_nagios_out_of_the_box(installed):
 
 def test_the_postinst_keeps_an_admins_statoverride(installed):
     state = Path(pwd.getpwnam("nagios").pw_dir) / ".local" / "state" / "conntrack-checks"
-    run(["dpkg-statoverride", "--add", "nagios", "nagios", "0750", state], check=True)
+    run(["dpkg-statoverride", "--add", "nagios", "adm", "0750", state], check=True)
     try:
         state.chmod(0o750)
         run([f"/var/lib/dpkg/info/{PACKAGE}.postinst", "configure", ""], check=True)
