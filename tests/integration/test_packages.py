@@ -219,6 +219,15 @@ def test_man_renders_a_page_for_each_executable(installed):
         assert "\nNAME\n" in done.stdout and "\nSYNOPSIS\n" in done.stdout, done.stdout[:400]
 
 
+@pytest.fixture
+def open_dir():
+    """A directory the nagios user can reach (pytest's tmp_path is under a 0700 parent)."""
+    path = Path(tempfile.mkdtemp(prefix="ctc-packages.", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def icinga_defines(base: Path) -> list[str]:
     """Stock configuration, but cache, state and logs in a private directory."""
     args = []
@@ -230,12 +239,11 @@ def icinga_defines(base: Path) -> list[str]:
     return args
 
 
-def test_icinga2_loads_the_checkcommands_through_debians_stock_config(installed, tmp_path):
+def test_icinga2_loads_the_checkcommands_through_debians_stock_config(installed, open_dir):
     need_root_tools("icinga2")
-    tmp_path.chmod(0o755)
     stock = run(["dpkg", "--verify", "icinga2-common", "icinga2-bin"]).stdout
     assert "/etc/icinga2/icinga2.conf" not in stock, "icinga2.conf is not Debian's: " + stock
-    defines = icinga_defines(tmp_path)
+    defines = icinga_defines(open_dir)
     done = run(["icinga2", "daemon", "-C", *defines])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Finished validating the configuration file(s)." in done.stdout
@@ -255,11 +263,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_nrpe_answers_with_the_shipped_snippet_after_the_admin_step(installed, tmp_path):
+def test_nrpe_answers_with_the_shipped_snippet_after_the_admin_step(installed, open_dir):
     """Debian's nrpe.cfg, its nrpe.d/ and /etc/sudoers.d holding what README.Debian copies."""
     need_root_tools("nrpe", "unshare", "sudo")
-    tmp_path.chmod(0o755)
-    nrpe_d, sudoers_d = tmp_path / "nrpe.d", tmp_path / "sudoers.d"
+    nrpe_d, sudoers_d = open_dir / "nrpe.d", open_dir / "sudoers.d"
     nrpe_d.mkdir()
     sudoers_d.mkdir()
     share = Path("/usr/share/conntrack-checks")
@@ -267,14 +274,14 @@ def test_nrpe_answers_with_the_shipped_snippet_after_the_admin_step(installed, t
     run(["install", "-m", "0440", share / "sudoers" / "conntrack-checks", sudoers_d],
         check=True)
     port = free_port()
-    conf = tmp_path / "nrpe.cfg"
+    conf = open_dir / "nrpe.cfg"
     lines = []
     for line in Path("/etc/nagios/nrpe.cfg").read_text().splitlines():
         key = line.split("=", 1)[0]
         if key == "server_port":
             line = f"server_port={port}"
         elif key == "pid_file":
-            line = f"pid_file={tmp_path}/nrpe.pid"
+            line = f"pid_file={open_dir}/nrpe.pid"
         lines.append(line)
     conf.write_text("\n".join(lines) + "\n")
     assert "include_dir=/etc/nagios/nrpe.d/" in lines
