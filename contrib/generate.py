@@ -283,31 +283,59 @@ def rst_text(text: str) -> str:
     return re.sub(r"_(?=\W|$)", r"\\_", " ".join(text.split()))  # name_ is a link
 
 
+def rst_item(parser: argparse.ArgumentParser, action: argparse.Action, note: str = "") -> str:
+    formatter = parser._get_formatter()
+    invocation = formatter._format_action_invocation(action)
+    return f"``{invocation}``\n    {rst_text(formatter._expand_help(action))}{note}\n"
+
+
+def documented_actions(parser: argparse.ArgumentParser):
+    return [a for a in parser._actions if a.option_strings and a.help != argparse.SUPPRESS]
+
+
 def rst_options(parser: argparse.ArgumentParser) -> str:
     """Every option of the parser as a definition list, in --help order."""
-    formatter = parser._get_formatter()
+    return "\n".join(rst_item(parser, action) for action in documented_actions(parser))
+
+
+def rst_common_options(plugins) -> str:
+    """The options most plugins share with the same meaning, in --help order."""
+    parsers = {plugin.name: parser_of(plugin) for plugin in plugins}
+    first = parsers[plugins[0].name]
     items = []
-    for action in parser._actions:
-        if not action.option_strings or action.help == argparse.SUPPRESS:
-            continue
-        invocation = formatter._format_action_invocation(action)
-        items.append(f"``{invocation}``\n    {rst_text(formatter._expand_help(action))}\n")
+    for action in documented_actions(first):
+        lacking = [name for name, parser in parsers.items()
+                   if not set(action.option_strings) <= set(parser._option_string_actions)]
+        helps = {parser._option_string_actions[action.option_strings[0]].help
+                 for name, parser in parsers.items() if name not in lacking}
+        if len(lacking) * 2 >= len(parsers) or len(helps) > 1:
+            continue  # not shared, or the same letters mean another thing in each
+        note = f" (not in {', '.join(lacking)})" if lacking else ""
+        items.append(rst_item(first, action, note))
     return "\n".join(items)
+
+
+def with_block(page: Path, block: str, name: str = "OPTIONS") -> str:
+    """The page with the lines between its BEGIN and END marks replaced by ``block``."""
+    begin_mark = OPTIONS_BEGIN.replace("OPTIONS", name, 1)
+    end_mark = OPTIONS_END.replace("OPTIONS", name, 1)
+    text = page.read_text()
+    head, begin, rest = text.partition(begin_mark + "\n")
+    _, end, tail = rest.partition(end_mark + "\n")
+    if not begin or not end:
+        raise SystemExit(f"{page.relative_to(CONTRIB.parent)}: no lines '{begin_mark}' "
+                         f"and '{end_mark}' to write the options between")
+    return f"{head}{begin_mark}\n\n{block}\n{end_mark}\n{tail}"
 
 
 def with_options(page: Path, parser: argparse.ArgumentParser) -> str:
     """The page with its marked block replaced by the parser's options."""
-    text = page.read_text()
-    head, begin, rest = text.partition(OPTIONS_BEGIN + "\n")
-    _, end, tail = rest.partition(OPTIONS_END + "\n")
-    if not begin or not end:
-        raise SystemExit(f"{page.relative_to(CONTRIB.parent)}: no lines '{OPTIONS_BEGIN}' "
-                         f"and '{OPTIONS_END}' to write the options between")
-    return f"{head}{OPTIONS_BEGIN}\n\n{rst_options(parser)}\n{OPTIONS_END}\n{tail}"
+    return with_block(page, rst_options(parser))
 
 
 def docs_pages() -> dict[Path, str]:
-    """docs/<executable>.rst of every executable with a parser, options written in."""
+    """docs/<executable>.rst of every executable with a parser, options written in;
+    docs/integration.rst with the options the plugins share."""
     pages = {}
     docs = CONTRIB.parent / "docs"
     for executable, module in executables():
@@ -317,6 +345,8 @@ def docs_pages() -> dict[Path, str]:
             parser = module.parser()
             parser.prog = executable
             pages[page] = with_options(page, parser)
+    pages[docs / "integration.rst"] = with_block(docs / "integration.rst",
+                                                 rst_common_options(PLUGINS), "COMMON OPTIONS")
     return pages
 
 
