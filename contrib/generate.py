@@ -170,7 +170,7 @@ def runbook_url(executable: str) -> str:
 def service_template(plugin: Plugin, command: str) -> str:
     return (f'\ntemplate Service "{command}" {{\n'
             f'\tcheck_command = "{command}"\n'
-            f'\tnotes = "Runbook: man {plugin.name} (section RUNBOOK), or '
+            f'\tnotes = "Runbook: man {plugin.name} (section Runbook), or '
             f'docs/{plugin.name}.rst in conntrack-checks"\n'
             f'\tnotes_url = "{runbook_url(plugin.name)}"\n'
             f"}}\n")
