@@ -299,3 +299,10 @@ def test_every_service_of_the_agent_example_imports_a_runbook_template():
     for body in rules:
         imported = re.match(r'\timport "([^"]+)"', body)
         assert imported and imported.group(1) in icinga_templates(), body
+
+
+def test_installing_shows_the_readme_first_command_word_for_word():
+    readme = (ROOT / "README.rst").read_text()
+    first = next(line.strip() for line in readme.splitlines()
+                 if line.startswith("    apt-get update"))
+    assert first in (DOCS / "installing.rst").read_text()
