@@ -17,6 +17,7 @@ from conntrack_checks.tuning.findings import (
     Finding,
     Thresholds,
     finding_ids,
+    short_name,
 )
 from tuning_trees import kernel_tree, root, write_host
 
@@ -41,6 +42,13 @@ def documented_ids() -> list[str]:
 
 def test_the_docs_finding_table_lists_exactly_the_catalogue():
     assert sorted(documented_ids()) == sorted(FINDING_IDS)
+
+
+def test_the_docs_name_every_timeout_a_finding_id_can_end_in():
+    text = DOCS.read_text()
+    start = text.index("``<timeout>``/``<name>`` is")
+    paragraph = text[start:text.index("\n\n", start)].split(":", 1)[1]
+    assert re.findall(r"``([^`]+)``", paragraph) == [short_name(n) for n in TIMEOUTS]
 
 
 def test_every_timeout_has_a_persist_and_a_limit_id():

@@ -10,9 +10,9 @@ facts -> rules -> fixes, with the words they share:
   in and findings out, and Analysis, which runs them all;
 - fixes: the command for now and the line that persists it.
 
-Only the kernel layer, errors, words and the standard library are imported:
-the check module turns options into Thresholds and findings into Nagios
-results.
+Only the kernel layer, errors, defaults, words and the standard library are
+imported (no argparse, no nagiosplugin): the check module turns options into
+Thresholds and findings into Nagios results.
 """
 
 from __future__ import annotations
