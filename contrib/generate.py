@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -84,11 +85,17 @@ def options(parser: argparse.ArgumentParser):
         yield action, (longs or action.option_strings)[0]
 
 
-def description(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+def help_text(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """The option's --help line as a sentence start, with its choices."""
     text = parser._get_formatter()._expand_help(action)
     text = text[0].upper() + text[1:]
     if action.choices:
         text += f" (one of: {', '.join(map(str, action.choices))})"
+    return text
+
+
+def description(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    text = help_text(parser, action)
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
@@ -350,12 +357,217 @@ def docs_pages() -> dict[Path, str]:
     return pages
 
 
+# --- Icinga Director basket ----------------------------------------------------------
+#
+# The same commands as Director objects (Director 1.10's basket format, restored with
+# `icingacli director basket restore`): each option is a command argument and a data
+# field (the form field Director shows on services), the parser's defaults are the
+# command's custom variables (Director shows them as "inherited" in the service form),
+# and a service template per common case runs the check on the host's agent.
+
+DIRECTOR_CATEGORY = "conntrack-checks"
+DIRECTOR_TYPE = "Icinga\\Module\\Director\\DataType\\DataType"
+# Service template name, check interval, retry interval (seconds) per plugin: usage and
+# all namespaces every minute, what moves slowly less often, configuration hourly.
+DIRECTOR_CASES = {
+    "check_conntrack": ("conntrack-usage", 60, 30),
+    "check_conntrack_hash": ("conntrack-hash", 600, 60),
+    "check_conntrack_stats": ("conntrack-stats", 300, 60),
+    "check_conntrack_log": ("conntrack-log", 300, 60),
+    "check_conntrack_tuning": ("conntrack-tuning", 3600, 300),
+    "check_conntrack_table": ("conntrack-table", 300, 60),
+}
+
+
+def director_var(plugin: Plugin, action: argparse.Action) -> str:
+    """The custom variable of an option, as in the Icinga 2 CheckCommands."""
+    suffix = "_level" if isinstance(action, argparse._CountAction) else ""
+    return f"{plugin.command}_{action.dest}{suffix}"
+
+
+def is_number(action: argparse.Action) -> bool:
+    return getattr(action.type, "__name__", "") in ("positive_int", "count_arg")
+
+
+def director_datalist(action: argparse.Action) -> str:
+    return f"{DIRECTOR_CATEGORY}: {', '.join(map(str, action.choices))}"
+
+
+def director_field(plugin: Plugin, parser: argparse.ArgumentParser,
+                   action: argparse.Action, key: str) -> dict:
+    """A Director data field: the form element of one option's variable."""
+    settings: dict = {}
+    if isinstance(action, argparse._CountAction):
+        kind, caption = "Number", f"{key} level (1, 2 or 3)"
+    elif action.nargs == 0:
+        kind, caption = "Boolean", key
+    elif isinstance(action, argparse._AppendAction):
+        kind, caption = "Array", f"{key} {action.metavar} (repeatable)"
+    elif action.choices:
+        kind, caption = "Datalist", f"{key}"
+        settings = {"behavior": "strict", "data_type": "string",
+                    "datalist": director_datalist(action)}
+    elif is_number(action):
+        kind, caption = "Number", f"{key} {action.metavar}"
+    else:
+        kind, caption = "String", f"{key} {action.metavar}"
+        settings = {"visibility": "visible"}
+    text = help_text(parser, action)
+    if isinstance(action, argparse._CountAction):
+        text += f" (set {director_var(plugin, action)} to 1, 2 or 3)"
+    return {"caption": caption, "category": DIRECTOR_CATEGORY, "datatype": DIRECTOR_TYPE + kind,
+            "description": text, "format": None, "settings": settings,
+            "varname": director_var(plugin, action)}
+
+
+def director_arguments(plugin: Plugin, parser: argparse.ArgumentParser, keys=None) -> dict:
+    """Director command arguments (compact export form) in --help order.
+
+    ``keys`` limits them to those options (the sudo commands), ordered by key as
+    Icinga 2 passes them and as the sudoers lines are written.
+    """
+    found = [(action, key) for action, key in options(parser) if keys is None or key in keys]
+    if keys is not None:
+        found.sort(key=lambda pair: pair[1])
+    arguments = {}
+    for order, (action, key) in enumerate(found, start=1):
+        var = director_var(plugin, action)
+        text = help_text(parser, action)
+        if isinstance(action, argparse._CountAction):
+            for level in (1, 2, 3):
+                arguments["-" + "v" * level] = {
+                    "description": f"{text} (level {level} of {var})",
+                    "order": str(order),
+                    "set_if": f'macro("${var}$") == {level}',
+                    "set_if_format": "expression",
+                }
+            continue
+        argument = {"description": text, "order": str(order)}
+        if action.nargs == 0:
+            argument.update({"set_if": f"${var}$", "set_if_format": "string"})
+        else:
+            argument["value"] = f"${var}$"
+            if isinstance(action, argparse._AppendAction):
+                argument["repeat_key"] = True
+        if action.required:
+            argument["required"] = True
+        arguments[key] = argument
+    return arguments
+
+
+def director_defaults(plugin: Plugin, parser: argparse.ArgumentParser) -> dict:
+    """The parser's defaults as command variables, each checked to parse back to itself."""
+    found = {}
+    for action, key in options(parser):
+        default = action.default
+        if default in (None, False, [], 0) or isinstance(action, argparse._CountAction):
+            continue
+        value = default if is_number(action) else str(default)
+        if parser._get_values(action, [str(value)]) != default:  # type and choices applied
+            raise SystemExit(f"{plugin.name} {key}: default {default!r} does not parse back")
+        found[director_var(plugin, action)] = value
+    return found
+
+
+def director_command(name: str, command: str, arguments: dict, fields: list[int],
+                     variables: dict) -> dict:
+    """A Director command as its basket export writes it (unset properties left out)."""
+    found = {
+        "arguments": arguments,
+        "command": command,
+        "fields": [{"datafield_id": i, "is_required": "n", "var_filter": None} for i in fields],
+        "methods_execute": "PluginCheck",
+        "object_name": name,
+        "object_type": "object",
+    }
+    if variables:
+        found["vars"] = variables
+    return found
+
+
+def director_template(name: str, command: str, check: int, retry: int, variables: dict,
+                      notes: str) -> dict:
+    found = {
+        "check_command": command,
+        "check_interval": str(check),
+        "fields": [],
+        "notes": notes,
+        "object_name": name,
+        "object_type": "template",
+        "retry_interval": str(retry),
+        "use_agent": True,
+    }
+    if variables:
+        found["vars"] = variables
+    return found
+
+
+def director_basket(plugins) -> dict:
+    """Commands, service templates, data lists and data fields of a Director basket."""
+    commands, templates, datalists, fields = {}, {}, {}, {}
+
+    def field_ids(plugin, parser, keys=None) -> list[int]:
+        ids = []
+        for action, key in options(parser):
+            if keys is not None and key not in keys:
+                continue
+            field = director_field(plugin, parser, action, key)
+            if field["varname"] not in fields:
+                fields[field["varname"]] = field
+                if action.choices:
+                    datalists[director_datalist(action)] = action.choices
+            ids.append(list(fields).index(field["varname"]) + 1)
+        return sorted(ids, key=lambda i: list(fields)[i - 1])
+
+    for plugin in plugins:
+        parser = parser_of(plugin)
+        commands[plugin.command] = director_command(
+            plugin.command, f"PluginContribDir + /{plugin.name}",
+            director_arguments(plugin, parser), field_ids(plugin, parser),
+            director_defaults(plugin, parser))
+        root_lines = [f for f in plugin.fixed if f.root]
+        if root_lines:
+            keys = {t for f in root_lines for t in f.args.split() if t.startswith("--")}
+            commands[plugin.command + "_sudo"] = director_command(
+                plugin.command + "_sudo", f"{SUDO} {PLUGIN_DIR}/{plugin.name}",
+                director_arguments(plugin, parser, keys), field_ids(plugin, parser, keys), {})
+        name, check, retry = DIRECTOR_CASES[plugin.name]
+        for fixed in plugin.fixed:
+            template = name + fixed.suffix.replace("_", "-")
+            command = plugin.command + ("_sudo" if fixed.root else "")
+            line = f"{plugin.name} {fixed.args}".strip()
+            via = "through sudo -n (contrib/sudoers/conntrack-checks)" if fixed.root else \
+                "as the agent's user"
+            templates[template] = director_template(
+                template, command, check, retry, icinga_vars(plugin, fixed.args),
+                f"Runs {line} on the host's agent, {via}.")
+    return {
+        "Command": commands,
+        "ServiceTemplate": templates,
+        "DataList": {name: {"entries": [{"allowed_roles": None, "entry_name": c,
+                                         "entry_value": c, "format": "string"}
+                                        for c in sorted(choices)],
+                            "list_name": name, "owner": DIRECTOR_CATEGORY}
+                     for name, choices in datalists.items()},
+        "DatafieldCategory": {DIRECTOR_CATEGORY: {
+            "category_name": DIRECTOR_CATEGORY,
+            "description": "Options of the conntrack-checks plugins"}},
+        "Datafield": {str(i): {**field, "originalId": str(i)}
+                      for i, field in enumerate(fields.values(), start=1)},
+    }
+
+
+def director(plugins) -> str:
+    return json.dumps(director_basket(plugins), indent=4, ensure_ascii=False) + "\n"
+
+
 def render(plugins=None) -> dict[Path, str]:
     plugins = PLUGINS if plugins is None else plugins
     files = {
         CONTRIB / "icinga2" / "conntrack-checks.conf": icinga2(plugins),
         CONTRIB / "nrpe" / "conntrack-checks.cfg": nrpe(plugins),
         CONTRIB / "nagios" / "conntrack-checks.cfg": nagios(plugins),
+        CONTRIB / "director" / "conntrack-checks-basket.json": director(plugins),
     }
     if (CONTRIB.parent / "setup.cfg").exists():
         files.update(docs_pages())

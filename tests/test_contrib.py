@@ -7,6 +7,7 @@ The same files against the real daemons: tests/integration/test_monitoring.py.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -184,3 +185,56 @@ def test_installer_help_is_its_header():
     assert done.returncode == 0
     assert done.stdout.startswith("Install conntrack-checks into a virtual environment")
     assert "--link-only" in done.stdout and "set -eu" not in done.stdout
+
+
+def test_each_kind_of_option_becomes_its_director_argument_and_field():
+    plugin, parser = generate.Plugin("check_toy", ()), toy_parser()
+    arguments = generate.director_arguments(plugin, parser)
+    assert list(arguments) == ["-v", "-vv", "-vvv", "--warning", "--mode", "--only", "--all"]
+    assert arguments["-vv"] == {"description": "More output (level 2 of toy_verbose_level)",
+                                "order": "1", "set_if": 'macro("$toy_verbose_level$") == 2',
+                                "set_if_format": "expression"}
+    assert arguments["--warning"] == {"description": "Warn at 5", "order": "2",
+                                      "value": "$toy_warning$"}
+    assert arguments["--mode"] == {"description": "Which mode (one of: a, b)", "order": "3",
+                                   "value": "$toy_mode$", "required": True}
+    assert arguments["--only"] == {"description": 'A "name"; repeatable', "order": "4",
+                                   "value": "$toy_only$", "repeat_key": True}
+    assert arguments["--all"] == {"description": "Everything", "order": "5",
+                                  "set_if": "$toy_all$", "set_if_format": "string"}
+    kinds = {key: generate.director_field(plugin, parser, action, key)["datatype"].rsplit(
+        "DataType", 1)[1] for action, key in generate.options(parser)}
+    assert kinds == {"--verbose": "Number", "--warning": "String", "--mode": "Datalist",
+                     "--only": "Array", "--all": "Boolean"}
+    assert generate.director_defaults(plugin, parser) == {"toy_warning": "5"}
+
+
+def test_sudo_commands_of_the_basket_take_the_sudoers_options_sorted():
+    parser = argparse.ArgumentParser(prog="check_toy")
+    parser.add_argument("--zeta", help="last")
+    parser.add_argument("--all-netns", action="store_true", help="first")
+    parser.add_argument("--other", help="not in a sudoers line")
+    plugin = generate.Plugin("check_toy", ())
+    arguments = generate.director_arguments(plugin, parser, {"--zeta", "--all-netns"})
+    assert [(key, a["order"]) for key, a in arguments.items()] == [("--all-netns", "1"),
+                                                                    ("--zeta", "2")]
+
+
+def test_a_default_that_does_not_parse_back_stops_the_generator():
+    parser = argparse.ArgumentParser(prog="check_toy")
+    parser.add_argument("--size", type=lambda text: int(text) * 1024, default=2048)
+    with pytest.raises(SystemExit) as exited:
+        generate.director_defaults(generate.Plugin("check_toy", ()), parser)
+    assert "--size: default 2048 does not parse back" in str(exited.value)
+
+
+def test_basket_holds_a_command_and_fields_for_every_plugin():
+    basket = json.loads((CONTRIB / "director" / "conntrack-checks-basket.json").read_text())
+    fields = {i: f["varname"] for i, f in basket["Datafield"].items()}
+    for plugin in generate.PLUGINS:
+        command = basket["Command"][plugin.command]
+        parser = generate.parser_of(plugin)
+        wanted = {f"{plugin.command}_{a.dest}"
+                  + ("_level" if isinstance(a, argparse._CountAction) else "")
+                  for a, _ in generate.options(parser)}
+        assert {fields[str(f["datafield_id"])] for f in command["fields"]} == wanted
