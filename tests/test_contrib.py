@@ -238,3 +238,14 @@ def test_basket_holds_a_command_and_fields_for_every_plugin():
                   + ("_level" if isinstance(a, argparse._CountAction) else "")
                   for a, _ in generate.options(parser)}
         assert {fields[str(f["datafield_id"])] for f in command["fields"]} == wanted
+
+
+def test_the_director_page_lists_every_template_with_its_command_and_interval():
+    basket = json.loads((CONTRIB / "director" / "conntrack-checks-basket.json").read_text())
+    page = (CONTRIB.parent / "docs" / "director.rst").read_text()
+    human = {"30": "30s", "60": "1m", "300": "5m", "600": "10m", "3600": "1h"}
+    for name, template in basket["ServiceTemplate"].items():
+        row = re.search(rf"^``{re.escape(name)}``\s+``(\S+)``\s+(\S+)\s+(\S+)", page, flags=re.M)
+        assert row, f"docs/director.rst has no row for {name}"
+        assert row.groups() == (template["check_command"], human[template["check_interval"]],
+                                human[template["retry_interval"]]), name
