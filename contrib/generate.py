@@ -486,12 +486,13 @@ def director_command(name: str, command: str, arguments: dict, fields: list[int]
 
 
 def director_template(name: str, command: str, check: int, retry: int, variables: dict,
-                      notes: str) -> dict:
+                      notes: str, notes_url: str) -> dict:
     found = {
         "check_command": command,
         "check_interval": str(check),
         "fields": [],
         "notes": notes,
+        "notes_url": notes_url,
         "object_name": name,
         "object_type": "template",
         "retry_interval": str(retry),
@@ -540,7 +541,8 @@ def director_basket(plugins) -> dict:
                 "as the agent's user"
             templates[template] = director_template(
                 template, command, check, retry, icinga_vars(plugin, fixed.args),
-                f"Runs {line} on the host's agent, {via}.")
+                f"Runs {line} on the host's agent, {via}. Runbook: man {plugin.name} "
+                "(section Runbook)", runbook_url(plugin.name))
     return {
         "Command": commands,
         "ServiceTemplate": templates,

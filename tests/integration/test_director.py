@@ -360,6 +360,7 @@ def test_each_template_runs_its_check_on_the_agent_with_a_sensible_interval(dire
         assert 60 <= int(template["check_interval"]) <= 3600
         assert 30 <= int(template["retry_interval"]) <= int(template["check_interval"])
         assert template.get("vars", {}) == generate.icinga_vars(plugin, fixed.args)
+        assert template["notes_url"] == f"man:{plugin.name}(1)"  # the runbook
 
 
 def rendered_files(director) -> dict[str, str]:
