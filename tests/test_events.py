@@ -48,6 +48,10 @@ def test_report_section_keeps_the_journal_s_gaps(tmp_path, monkeypatch):
     entries = [{"__CURSOR": "c1", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "driver",
                 "MESSAGE": "Missed 5 kernel messages"},
                {"__CURSOR": "c2", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "kernel",
+                "SYSLOG_FACILITY": "0",
+                "MESSAGE": "nf_conntrack: nf_conntrack: table full, dropping packet"},
+               {"__CURSOR": "c3", "__REALTIME_TIMESTAMP": str(usec), "_TRANSPORT": "kernel",
+                "SYSLOG_FACILITY": "1",  # written to /dev/kmsg by a process: not counted
                 "MESSAGE": "nf_conntrack: nf_conntrack: table full, dropping packet"}]
     (tmp_path / "out.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
     fake = tmp_path / "journalctl"

@@ -30,3 +30,17 @@ def test_kmsg_new_boot_counts_overwritten_records(monkeypatch):
     scripted_kmsg(monkeypatch, [b"6,40,1,-;first kept\n"])
     seen = kmsg.read("/dev/kmsg", -1, lambda *a: None)
     assert (seen.cursor, seen.lost) == (40, 40)
+
+
+def test_records_written_by_userspace_are_not_passed_on(monkeypatch):
+    line = b"nf_conntrack: nf_conntrack: table full, dropping packet\n"
+    scripted_kmsg(monkeypatch, [
+        b"12,20,100,-;" + line,  # echo '<4>...' > /dev/kmsg: facility user, level 4
+        b"14,21,110,-;" + line,  # a plain write: facility user, the default level
+        b"164,22,120,-;" + line,  # <164>: facility local4
+        b"4,23,130,-;" + line,  # the kernel's own (facility 0, level warning)
+    ])
+    got = []
+    seen = kmsg.read("/dev/kmsg", 19, lambda seq, usec, text: got.append(seq))
+    assert got == [23]
+    assert (seen.cursor, seen.records, seen.lost) == (23, 4, 0)

@@ -206,6 +206,65 @@ def test_every_source_reports_the_same_bursts_exactly_once(tmp_path, run_plugin)
             daemons.stop()
 
 
+def kernel_lines(inodes) -> int:
+    """Table-full lines of these namespaces that the kernel itself logged (facility kern)."""
+    out = subprocess.run(["dmesg", "--facility", "kern"], capture_output=True, text=True,
+                         check=True).stdout
+    return sum(1 for line in out.splitlines()
+               if any(f"table full in netns {i}, dropping packet" in line for i in inodes))
+
+
+def test_userspace_posing_as_the_kernel_is_not_counted(tmp_path, run_plugin):
+    """Lines written to /dev/kmsg by a process never count, in /dev/kmsg or the journal;
+    the kernel's own burst right after them does, with its namespace."""
+    need_root_tools("ip", "nft", "conntrack", "dmesg", "journalctl", "pgrep")
+    if not os.access(JOURNALD, os.X_OK):
+        need_root_tools(JOURNALD)
+    daemons = Daemons(tmp_path)
+    with Lab(max_entries=LAB_MAX) as lab:
+        try:
+            daemons.journald()
+            ns = lab.namespace("posing")
+            inodes = [os.stat(f"/run/netns/{ns}").st_ino]
+            sources = {"kmsg": ["--source", "kmsg"], "journal": ["--source", "journal"]}
+
+            def run_all():
+                results = {}
+                for name, argv in sources.items():
+                    code, out, err = run_plugin("check_conntrack_log", *argv, "--window", "1h",
+                                                "--state-dir", str(tmp_path / f"state-{name}"),
+                                                "-t", "30")
+                    assert err == "", err
+                    results[name] = (code, out)
+                return results
+
+            for code, out in run_all().values():
+                assert code == 0 and "first run: baseline" in out, out
+            before = (dmesg_lines(inodes), kernel_lines(inodes), journal_lines(inodes))
+            posed = f"nf_conntrack: nf_conntrack: table full in netns {inodes[0]}, dropping packet"
+            for text in (f"<4>{posed}", posed, f"<12>{posed}",
+                         "<4>net_ratelimit: 987654 callbacks suppressed"):
+                with open("/dev/kmsg", "w") as kmsg:
+                    kmsg.write(text + "\n")
+            wait_for(lambda: dmesg_lines(inodes) - before[0] == 3, "the posed lines in the ring")
+            assert kernel_lines(inodes) == before[1]  # facility user, as the kernel gave them
+            time.sleep(6)  # past the 5 s rate-limit interval: the next burst is printed
+            lab.fill(ns, LAB_MAX + 300)
+            wait_for(lambda: kernel_lines(inodes) > before[1], "the kernel's lines")
+            time.sleep(1)
+            burst = kernel_lines(inodes) - before[1]
+            assert burst >= 10
+            wait_for(lambda: journal_lines(inodes) - before[2] == 3 + burst,
+                     "journald to store them all")
+            for name, (code, out) in run_all().items():
+                full, suppressed = counts(out)
+                assert (name, full) == (name, burst), out
+                assert suppressed < 987654 and f"[{inodes[0]}] ({burst})" in out, out
+                assert code == 2, out
+        finally:
+            daemons.stop()
+
+
 def plugin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 

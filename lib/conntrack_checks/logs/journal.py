@@ -1,9 +1,12 @@
 """Kernel messages from the systemd journal, through journalctl, by cursor.
 
-``journalctl -o json _TRANSPORT=kernel _TRANSPORT=driver --after-cursor=C``:
-the kernel transport of every boot (``-k`` would mean this boot only, and
-lines logged just before a crash would never be seen), plus journald's own
-driver messages for "Missed N kernel messages". journalctl rather than
+``journalctl -o json _TRANSPORT=kernel SYSLOG_FACILITY=0 + _TRANSPORT=driver
+--after-cursor=C``: the kernel's own records of every boot (``-k`` would
+mean this boot only, and lines logged just before a crash would never be
+seen), plus journald's own driver messages for "Missed N kernel messages".
+Text that userspace writes to /dev/kmsg reaches the journal with
+_TRANSPORT=kernel too, but with the facility the kernel gave it (LOG_USER
+when it named none), never 0: it is not passed on. journalctl rather than
 python-systemd: it is on every systemd host, needs no compiled module in the
 plugin's environment, and its cost is only paid with ``--source journal``.
 The cursor is stored only after its entry was counted, so a run killed
@@ -25,6 +28,7 @@ from ..errors import ProbeError
 from .result import ReadResult
 
 JOURNALCTL = ("/usr/bin/journalctl", "/bin/journalctl")
+KERNEL = 0  # the syslog facility of the kernel's own records (LOG_KERN)
 _MISSED = re.compile(r"Missed (\d+) kernel messages|/dev/kmsg buffer overrun")
 
 
@@ -38,14 +42,14 @@ def journalctl() -> str:
 def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = False,
          deadline: float | None = None, directory: str | None = None,
          result: ReadResult | None = None) -> ReadResult:
-    """Pass kernel entries after ``cursor`` to ``on_entry(epoch, text_bytes)``.
+    """Pass the kernel's entries after ``cursor`` to ``on_entry(epoch, text_bytes)``.
 
     ``tail``: only find the cursor of the newest entry (a first run's baseline).
     ``since``: entries from that epoch time on (without a cursor).
     Counts are added to ``result`` when one is given.
     """
     cmd = [journalctl(), "-o", "json", "--no-pager", "-q",
-           "--output-fields=MESSAGE,_TRANSPORT"]
+           "--output-fields=MESSAGE,_TRANSPORT,SYSLOG_FACILITY"]
     if directory:
         cmd += ["-D", directory]
     if cursor:
@@ -54,7 +58,7 @@ def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = 
         cmd += ["-n", "1"]
     elif since is not None:
         cmd.append(f"--since=@{int(since)}")
-    cmd += ["_TRANSPORT=kernel", "_TRANSPORT=driver"]
+    cmd += ["_TRANSPORT=kernel", f"SYSLOG_FACILITY={KERNEL}", "+", "_TRANSPORT=driver"]
     seen = ReadResult() if result is None else result
     seen.cursor = cursor
     try:
@@ -79,7 +83,7 @@ def read(cursor: str | None, on_entry, since: float | None = None, tail: bool = 
             if not tail:
                 if entry.get("_TRANSPORT") == "driver":
                     _driver(message, seen)
-                else:
+                elif entry.get("SYSLOG_FACILITY") == str(KERNEL):
                     when = int(entry.get("__REALTIME_TIMESTAMP", 0)) / 1e6 or time.time()
                     seen.records += 1
                     on_entry(when, message)

@@ -7,6 +7,12 @@ opened non-blocking, read from the oldest record and left at EAGAIN. The
 sequence number is the cursor; a jump past the last seen one means records
 were overwritten in the ring before anyone read them (EPIPE while reading
 says the same), and they are counted as lost.
+
+Only the kernel's own records are passed on. ``prio`` is facility << 3 |
+level, and the kernel's facility is 0; whatever userspace writes to
+/dev/kmsg gets another one (LOG_USER when it names none or names 0:
+``echo '<4>nf_conntrack: table full' > /dev/kmsg`` arrives as prio 12), so
+no process can pose as the kernel here.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from .result import ReadResult
 
 KMSG = "/dev/kmsg"
 RECORD = 16384  # above the kernel's record limit (8 KiB), else EINVAL
+KERNEL = 0  # the syslog facility of the kernel's own records (LOG_KERN)
 
 
 def boot_time() -> float:
@@ -43,7 +50,7 @@ def open_kmsg(path: str = KMSG) -> int:
 
 def read(path: str, after: int | None, on_record, deadline: float | None = None,
          result: ReadResult | None = None) -> ReadResult:
-    """Pass records with a sequence number above ``after`` to ``on_record(seq, usec, text)``.
+    """Pass the kernel's records after sequence number ``after`` to ``on_record(seq, usec, text)``.
 
     ``after`` None: every record in the ring, nothing counted as lost;
     -1: a new boot, records from 0 on (those overwritten count as lost).
@@ -74,7 +81,7 @@ def read(path: str, after: int | None, on_record, deadline: float | None = None,
             header, _, text = record.partition(b";")
             fields = header.split(b",", 3)
             try:
-                seq, usec = int(fields[1]), int(fields[2])
+                prio, seq, usec = int(fields[0]), int(fields[1]), int(fields[2])
             except (IndexError, ValueError):
                 continue
             if last is not None and seq <= last:
@@ -84,7 +91,8 @@ def read(path: str, after: int | None, on_record, deadline: float | None = None,
             last = seq
             seen.records += 1
             seen.bytes += len(record)  # new records only, like lines: what this run took in
-            on_record(seq, usec, text.split(b"\n", 1)[0])
+            if prio >> 3 == KERNEL:
+                on_record(seq, usec, text.split(b"\n", 1)[0])
             if deadline is not None and time.monotonic() > deadline:
                 seen.complete = False
                 break
