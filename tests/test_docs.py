@@ -306,3 +306,16 @@ def test_installing_shows_the_readme_first_command_word_for_word():
     first = next(line.strip() for line in readme.splitlines()
                  if line.startswith("    apt-get update"))
     assert first in (DOCS / "installing.rst").read_text()
+
+
+def test_every_director_template_points_at_its_runbook():
+    import json
+
+    basket = json.loads((ROOT / "contrib" / "director" / "conntrack-checks-basket.json")
+                        .read_text())
+    templates = basket["ServiceTemplate"]
+    assert templates
+    for name, template in templates.items():
+        executable = re.fullmatch(r"man:([\w-]+)\(1\)", template["notes_url"]).group(1)
+        section(doctree(DOCS / f"{executable}.rst"), "Runbook")
+        assert f"man {executable}" in template["notes"], name
