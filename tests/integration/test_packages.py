@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -56,10 +57,19 @@ def run(cmd, check=False, **kwargs):
     return done
 
 
-def as_nagios(*cmd, **kwargs):
-    """As a monitoring daemon runs a plugin: user nagios, its groups, a clean environment."""
+def as_nagios(*cmd, state: Path | None = None, **kwargs):
+    """As a monitoring daemon runs a plugin: user nagios, its groups, a clean environment.
+
+    ``state``: a directory for the stateful plugins' state (XDG_STATE_HOME), made
+    for nagios, instead of the default in nagios's home.
+    """
+    env = dict(CLEAN_ENV)
+    if state is not None:
+        state.mkdir(exist_ok=True)
+        shutil.chown(state, "nagios", "nagios")
+        env["XDG_STATE_HOME"] = str(state)
     return run(["setpriv", "--reuid=nagios", "--regid=nagios", "--init-groups",
-                "env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()), *cmd], **kwargs)
+                "env", "-i", *(f"{k}={v}" for k, v in env.items()), *cmd], **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -323,3 +333,140 @@ def test_autopkgtest_passes_with_the_null_runner(installed, tmp_path):
     summary = (tmp_path / "out" / "summary").read_text()
     assert "plugins              PASS" in summary and "icinga2-commands     PASS" in summary, \
         summary
+
+
+# --- PyPI: sdist and wheel -------------------------------------------------------------
+
+
+def test_twine_check_strict_passes_for_the_sdist_and_the_wheel(dist):
+    need_root_tools("twine")
+    files = [only(dist, "conntrack*-*.tar.gz"), only(dist, "conntrack_checks-*.whl")]
+    done = run(["twine", "check", "--strict", *files])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("PASSED") == 2, done.stdout
+
+
+def test_the_sdist_carries_contrib_tests_docs_and_the_packaging(dist):
+    sdist = only(dist, "conntrack*-*.tar.gz")
+    names = run(["tar", "tzf", sdist], check=True).stdout.split()
+    top = f"{sdist.name[:-len('.tar.gz')]}/"
+    for path in ("contrib/generate.py", "contrib/nrpe/conntrack-checks.cfg",
+                 "tests/conftest.py", "tests/integration/lab.py", "docs/installing.rst",
+                 "docs/check_conntrack_log.rst", "packaging/manpages", "NEWS", "LICENSE",
+                 "plugins/check_conntrack", "lib/conntrack_checks/__init__.py"):
+        assert top + path in names, path
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(dist):
+    """A fresh venv from /usr/bin/python3 with the wheel (pip fetches nagiosplugin)."""
+    base = Path(tempfile.mkdtemp(prefix="ctc-wheel.", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        run(["/usr/bin/python3", "-m", "venv", base / "venv"], check=True)
+        run([base / "venv" / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
+             only(dist, "conntrack_checks-*.whl")], check=True)
+        yield base / "venv"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_wheel_in_a_fresh_venv_runs_every_plugin_as_nagios(wheel_venv):
+    for plugin in PLUGINS:
+        done = as_nagios(wheel_venv / "bin" / plugin, "--version")
+        assert (done.returncode, done.stdout) == (3, f"{plugin} (conntrack-checks) "
+                                                     f"{__version__}\n"), done
+        done = as_nagios(wheel_venv / "bin" / plugin, state=wheel_venv.parent / "state")
+        assert done.stdout.startswith(STATUS_NAME[plugin] + " "), done
+        assert "Traceback" not in done.stdout + done.stderr
+    done = run([wheel_venv / "bin" / "conntrack-report", "--version"])
+    assert done.stdout == f"conntrack-report (conntrack-checks) {__version__}\n"
+
+
+# --- one file: conntrack-checks.pyz ----------------------------------------------------
+
+
+def pythons() -> list[str]:
+    """Every python3 this machine has: Debian's, and pyenv's versions if present."""
+    found = ["/usr/bin/python3"]
+    found += sorted(str(p) for p in Path("/root/.pyenv/versions").glob("3.*/bin/python3"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def pyz_dir(dist):
+    """A plain directory (not a plugin dir) with the .pyz and a link per executable."""
+    base = Path(tempfile.mkdtemp(prefix="ctc-pyz.", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        shutil.copy2(only(dist, "conntrack-checks.pyz"), base)
+        for name in executables():
+            (base / name).symlink_to("conntrack-checks.pyz")
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_pyz_is_executable_by_everyone_and_bundles_nagiosplugins_licence(dist):
+    pyz = only(dist, "conntrack-checks.pyz")
+    assert oct(pyz.stat().st_mode & 0o777) == "0o755"
+    with zipfile.ZipFile(pyz) as bundle:
+        names = bundle.namelist()
+        licence = [n for n in names if n.startswith("nagiosplugin-")
+                   and n.endswith("/licenses/LICENSE.txt")]
+        assert licence, names
+        assert "Zope Public License" in bundle.read(licence[0]).decode()
+        assert "conntrack_checks/__init__.py" in names
+        assert "conntrack_checks/__init__.pyc" in names  # bytecode next to the source
+
+
+def test_the_pyz_runs_as_nagios_through_a_symlink_and_by_name(pyz_dir):
+    for plugin in PLUGINS:
+        link = as_nagios(pyz_dir / plugin, "--version")
+        by_name = as_nagios(pyz_dir / "conntrack-checks.pyz", plugin, "--version")
+        want = (3, f"{plugin} (conntrack-checks) {__version__}\n")
+        assert (link.returncode, link.stdout) == want, link
+        assert (by_name.returncode, by_name.stdout) == want, by_name
+        done = as_nagios(pyz_dir / plugin, state=pyz_dir / "state")
+        assert done.stdout.startswith(STATUS_NAME[plugin] + " "), done
+        assert "Traceback" not in done.stdout + done.stderr
+    link = as_nagios(pyz_dir / "check_conntrack", "-w", "70")
+    by_name = as_nagios(pyz_dir / "conntrack-checks.pyz", "check_conntrack", "-w", "70")
+    assert link.returncode in (0, 1, 2), link
+    assert (link.returncode, link.stdout.split(" - ")[0]) == \
+        (by_name.returncode, by_name.stdout.split(" - ")[0])
+
+
+def test_the_pyz_without_a_known_name_lists_the_executables(pyz_dir):
+    done = as_nagios(pyz_dir / "conntrack-checks.pyz", "check_nothing")
+    assert done.returncode == 3
+    assert "Executables: " + ", ".join(executables()) in done.stdout
+
+
+@pytest.mark.parametrize("python", pythons())
+def test_the_pyz_runs_under_every_python_of_the_machine(pyz_dir, python):
+    """As root: nagios cannot execute pyenv's interpreters under /root."""
+    version = run([python, "-c", "import sys; print(sys.version_info >= (3, 8))"], check=True)
+    assert version.stdout == "True\n"
+    for plugin in PLUGINS:
+        done = run([python, pyz_dir / "conntrack-checks.pyz", plugin, "--version"])
+        assert (done.returncode, done.stdout) == (3, f"{plugin} (conntrack-checks) "
+                                                     f"{__version__}\n"), done
+        done = run([python, pyz_dir / plugin, "--help"])
+        assert done.returncode == 3 and f"usage: {plugin}" in done.stdout, done
+    done = run([python, pyz_dir / "check_conntrack"])
+    assert done.returncode in (0, 1, 2) and done.stdout.startswith("CONNTRACK "), done
+
+
+def test_install_plugins_installs_the_pyz_into_a_plugin_dir(dist, open_dir):
+    plugins = open_dir / "plugins"
+    done = run([REPO / "contrib" / "install-plugins", "--pyz", only(dist, "conntrack-checks.pyz"),
+                "--plugin-dir", plugins])
+    assert done.returncode == 0, done.stderr
+    for plugin in PLUGINS:
+        assert os.readlink(plugins / plugin) == "conntrack-checks.pyz"
+        assert f"{plugins}/{plugin} -> conntrack-checks.pyz ({plugin} (conntrack-checks) " \
+            in done.stdout
+    assert oct((plugins / "conntrack-checks.pyz").stat().st_mode & 0o777) == "0o755"
+    ran = as_nagios(plugins / "check_conntrack")
+    assert ran.returncode in (0, 1, 2) and ran.stdout.startswith("CONNTRACK "), ran
