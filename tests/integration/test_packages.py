@@ -387,9 +387,12 @@ def test_the_wheel_in_a_fresh_venv_runs_every_plugin_as_nagios(wheel_venv):
 
 
 def pythons() -> list[str]:
-    """Every python3 this machine has: Debian's, and pyenv's versions if present."""
+    """Every python3 >= 3.8 this machine has: Debian's, and pyenv's versions if present."""
     found = ["/usr/bin/python3"]
-    found += sorted(str(p) for p in Path("/root/.pyenv/versions").glob("3.*/bin/python3"))
+    for python in sorted(Path("/root/.pyenv/versions").glob("3.*/bin/python3")):
+        minor = python.parents[1].name.split(".")[1]
+        if minor.isdigit() and int(minor) >= 8:
+            found.append(str(python))
     return found
 
 
