@@ -325,6 +325,9 @@ def rst_common_options(plugins) -> str:
 def with_block(page: Path, block: str, name: str = "OPTIONS") -> str:
     """The page with the lines between its BEGIN and END marks replaced by ``block``."""
     begin_mark = OPTIONS_BEGIN.replace("OPTIONS", name, 1)
+    if name == "LAYOUT":
+        begin_mark = (".. BEGIN LAYOUT: written by contrib/generate.py from the docstrings of "
+                      "tests/; edit those, not this block")
     end_mark = OPTIONS_END.replace("OPTIONS", name, 1)
     text = page.read_text()
     head, begin, rest = text.partition(begin_mark + "\n")
@@ -338,6 +341,22 @@ def with_block(page: Path, block: str, name: str = "OPTIONS") -> str:
 def with_options(page: Path, parser: argparse.ArgumentParser) -> str:
     """The page with its marked block replaced by the parser's options."""
     return with_block(page, rst_options(parser))
+
+
+def test_layout() -> str:
+    """Every Python file under tests/ with the first line of its docstring, by directory."""
+    import ast
+
+    tests = CONTRIB.parent / "tests"
+    items = []
+    for path in sorted(tests.rglob("*.py"), key=lambda p: (len(p.relative_to(tests).parts), p)):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        first = doc.strip().split("\n\n")[0]
+        if not first:
+            raise SystemExit(f"{path.relative_to(CONTRIB.parent)}: no docstring to describe "
+                             "it in docs/testing.rst")
+        items.append(f"``{path.relative_to(CONTRIB.parent)}``\n    {rst_text(first)}\n")
+    return "\n".join(items)
 
 
 def docs_pages() -> dict[Path, str]:
@@ -354,6 +373,7 @@ def docs_pages() -> dict[Path, str]:
             pages[page] = with_options(page, parser)
     pages[docs / "integration.rst"] = with_block(docs / "integration.rst",
                                                  rst_common_options(PLUGINS), "COMMON OPTIONS")
+    pages[docs / "testing.rst"] = with_block(docs / "testing.rst", test_layout(), "LAYOUT")
     return pages
 
 

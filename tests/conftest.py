@@ -1,3 +1,6 @@
+"""Fixtures every test can use: a fresh nagiosplugin runtime, main() in-process, the installed
+executables as NRPE runs them."""
+
 from __future__ import annotations
 
 import shutil

@@ -319,3 +319,13 @@ def test_every_director_template_points_at_its_runbook():
         executable = re.fullmatch(r"man:([\w-]+)\(1\)", template["notes_url"]).group(1)
         section(doctree(DOCS / f"{executable}.rst"), "Runbook")
         assert f"man {executable}" in template["notes"], name
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_file_of_the_repository_a_page_names_exists(page):
+    named = set()
+    for literal in doctree(page).findall(nodes.literal):
+        text = literal.astext()
+        if re.fullmatch(r"(tests|contrib|lib|plugins|packaging|docs|debian)/[\w./-]+", text):
+            named.add(text)
+    assert [path for path in sorted(named) if not (ROOT / path).exists()] == []
