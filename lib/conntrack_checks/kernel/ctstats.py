@@ -158,7 +158,7 @@ def read_proc(roots: sysctl.Roots) -> Snapshot | None:
     return None
 
 
-def read_netlink(roots: sysctl.Roots, where: str = "in this namespace") -> Snapshot:
+def read_netlink(roots: sysctl.Roots, where: str = f"in {netns.CURRENT}") -> Snapshot:
     from . import ctnetlink  # socket and struct only on this path
 
     rows = ctnetlink.read_stats_cpu(where)
@@ -172,7 +172,7 @@ def read_netlink(roots: sysctl.Roots, where: str = "in this namespace") -> Snaps
     return Snapshot("netlink", NETLINK_ORIGIN, names, rows, entries)
 
 
-def read(roots: sysctl.Roots, source: str = "auto", where: str = "in this namespace") -> Snapshot:
+def read(roots: sysctl.Roots, source: str = "auto", where: str = f"in {netns.CURRENT}") -> Snapshot:
     """The counters from ``source``: auto = the proc file, else ctnetlink."""
     if source != "netlink":
         found = read_proc(roots)
