@@ -329,3 +329,20 @@ def test_every_file_of_the_repository_a_page_names_exists(page):
         if re.fullmatch(r"(tests|contrib|lib|plugins|packaging|docs|debian)/[\w./-]+", text):
             named.add(text)
     assert [path for path in sorted(named) if not (ROOT / path).exists()] == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_library_name_a_page_gives_exists(page):
+    import importlib
+
+    missing = []
+    for name in sorted(set(re.findall(r"conntrack_checks(?:\.\w+)+", page.read_text()))):
+        module, _, attribute = name.rpartition(".")
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            try:
+                getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError):
+                missing.append(name)
+    assert missing == []
