@@ -1,4 +1,4 @@
-"""The start-up rules of speed.py, on real runs of the installed plugin.
+"""The start-up rules of speed.py, on real runs of the installed executables.
 
 What each trick saves is measured by tests/bench/bench_startup.py --tricks,
 not here: these tests only say whether the rules hold.
@@ -22,38 +22,49 @@ from kernel_trees import nf_tree, write_tree
 TEARDOWN_PROBE = "import atexit, os\natexit.register(lambda: os.write(2, b'teardown\\n'))\n"
 
 
-@pytest.fixture(params=["fixture-tree", "version"])
+EXECUTABLES = ["check_conntrack", "check_conntrack_hash", "check_conntrack_stats",
+               "check_conntrack_log", "check_conntrack_table", "check_conntrack_tuning",
+               "conntrack-report"]
+
+
+RUNS = [("check_conntrack", "fixture-tree"), ("check_conntrack_hash", "fixture-tree"),
+        *((name, "-V") for name in EXECUTABLES)]
+
+
+@pytest.fixture(params=RUNS, ids=[" ".join(run) for run in RUNS])
 def default_run(request, tmp_path):
-    """The argv of a default check_conntrack run: on a healthy fixture host, and -V."""
-    if request.param == "version":
-        return ["-V"], 3
+    """(executable, argv, exit code, start of stdout) of a default run: on a healthy fixture
+    host, or -V."""
+    name, how = request.param
+    if how == "-V":
+        return name, ["-V"], 0 if name == "conntrack-report" else 3, f"{name} (conntrack-checks)"
     proc, sys_root = write_tree(tmp_path / "host", nf_tree(100, 1000, 1000))
-    return ["--proc-root", proc, "--sys-root", sys_root], 0
+    first = {"check_conntrack": "CONNTRACK OK - 100 of 1000",
+             "check_conntrack_hash": "CONNTRACK HASH OK - 1000 buckets"}[name]
+    return name, ["--proc-root", proc, "--sys-root", sys_root], 0, first
 
 
 def test_a_default_plugin_run_imports_none_of_the_slow_modules(default_run):
-    argv, code = default_run
-    done = subprocess.run([sys.executable, "-X", "importtime", plugin_path("check_conntrack"),
-                           *argv], capture_output=True, text=True)
-    assert done.returncode == code, done.stdout
+    name, argv, code, first = default_run
+    done = subprocess.run([sys.executable, "-X", "importtime", plugin_path(name), *argv],
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stdout[:len(first)]) == (code, first)
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "conntrack_checks.checks.check_conntrack" in imported  # the probe sees imports
-    assert not {name.split(".")[0] for name in imported} & set(speed.NOT_AT_START)
+    assert "conntrack_checks.nagios.plugin" in imported  # the probe sees imports
+    assert not {module.split(".")[0] for module in imported} & set(speed.NOT_AT_START)
 
 
 def test_a_default_plugin_run_leaves_without_the_interpreter_s_teardown(default_run, tmp_path):
-    argv, code = default_run
+    name, argv, code, first = default_run
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(TEARDOWN_PROBE)
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
     control = subprocess.run([sys.executable, "-c", "pass"], capture_output=True, text=True,
                              env=env)
     assert control.stderr == "teardown\n"  # the probe works in an ordinary exit
-    done = subprocess.run([plugin_path("check_conntrack"), *argv], capture_output=True,
-                          text=True, env=env)
-    assert (done.returncode, done.stderr) == (code, "")
-    assert done.stdout.startswith(("CONNTRACK OK - 100 of 1000", "check_conntrack "))
+    done = subprocess.run([plugin_path(name), *argv], capture_output=True, text=True, env=env)
+    assert (done.returncode, done.stderr, done.stdout[:len(first)]) == (code, "", first)
 
 
 def test_argparse_loads_without_gettext():

@@ -33,7 +33,8 @@ The tricks, and what breaks them:
    the function that needs them, with a comment saying when ("socket only
    on this path"). No dataclasses and no typing.NamedTuple on that path
    either: small classes with __slots__ do the same. tests/test_speed.py
-   runs check_conntrack on a fixture tree and -V and fails on either.
+   runs check_conntrack and check_conntrack_hash on a fixture tree and every
+   executable with -V, and fails on either.
 
 Stdlib only, and nothing but argparse (after trick 1) imported here.
 """
