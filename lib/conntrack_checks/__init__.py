@@ -7,6 +7,7 @@ The layers, lowest first (HACKING.rst has the rules):
 - kernel/: what the running kernel says (sysctl, netns, ctstats, ctnetlink, ctdump,
   sizing, bootconf).
 - logs/: the kernel's log (logmsg wordings; logfile, kmsg and journal sources).
+- munin/: conntrack-munin, the Munin plugin, on the readers above (no argparse).
 - nagios/: argparse and nagiosplugin plumbing shared by the checks.
 - checks/: one module per executable.
 - report/: conntrack-report, the on-call page.
