@@ -261,20 +261,24 @@ def test_a_line_longer_than_max_line_keeps_only_its_end(check, log, monkeypatch)
     monkeypatch.setattr(logfile, "CHUNK", 1024)
     monkeypatch.setattr(logfile, "MAX_LINE", 8192)
     check()
+    size = log.path.stat().st_size
     log.text("y" * 50000 + " nf_conntrack: table full, dropping packet")  # its end is kept
     log.noise(2)
     log.ct(3)
     code, count, out = check("-v")
     assert (code, count) == (1, 4)
-    assert " lines=6;" in out
+    assert f" bytes={log.path.stat().st_size - size}B;" in out
     # the position after it is right: the next runs continue, no gap, nothing twice
     log.append(b"z" * 30000)  # a long line still being written at the next check
     code, count, out = check()
     assert (code, count) == (1, 4) and "gaps=0;" in out, out
+    size = log.path.stat().st_size
     log.append(b" nf_conntrack: table full, dropping packet\n")
     log.ct(1)
     code, count, out = check()
-    assert (code, count) == (1, 6) and "gaps=0;" in out and " lines=2;" in out, out
+    assert (code, count) == (1, 6) and "gaps=0;" in out, out
+    # read again: only the end the long line kept (4 KiB), then what came after
+    assert f" bytes={log.path.stat().st_size - size + 4096}B;" in out, out
 
 
 def test_symlinked_log(check, log, tmp_path, run_main):
@@ -392,30 +396,41 @@ def test_suppressed_without_a_recent_conntrack_line_is_not_attributed(check, log
     log.text("net_ratelimit: 50 callbacks suppressed")
     log.text("quiet_error: 9 callbacks suppressed")
     _code, _count, out = check("-v")
-    assert "suppressed=0" in out and "not counted" in out
+    assert "suppressed=0" in out and "not counted" not in out  # not even looked for
+    log.ct(1, when=time.time() - 330)  # 5.5 minutes before: looked for, too late to count
+    log.text("net_ratelimit: 40 callbacks suppressed")
+    _code, _count, out = check("-v")
+    assert "suppressed=0" in out and "1 'callbacks suppressed' line(s)" in out, out
     log.ct(1)
     log.text("__ratelimit: 8 callbacks suppressed")
     assert "suppressed=8" in check()[2]
 
 
-def test_suppressed_lines_are_searched_after_a_new_table_full_line(check, log, monkeypatch):
-    """Blocks that start too late are skipped until a table-full line comes."""
-    monkeypatch.setattr(logfile, "CHUNK", 4096)  # reads are 4 KiB at least
+def test_suppressed_lines_are_searched_for_only_where_they_can_count(check, log, monkeypatch):
+    """Only the stretch up to 5 minutes (and a minute of slack) after a table-full line."""
     check()
-    log.ct(1, when=time.time() - 7200)
+    now = time.time()
+    log.ct(1, when=now - 7200)
     log.noise(100)
     log.text("net_ratelimit: 50 callbacks suppressed")  # 2 h after the last one: not ours
     log.noise(100)
     log.ct(1)
     log.noise(100)
-    log.text("net_ratelimit: 60 callbacks suppressed")  # blocks later, seconds after: ours
+    log.text("net_ratelimit: 60 callbacks suppressed")  # seconds after: ours
+    later = b"".join(log.line(f"eth0: link up {n} " + "x" * 40, now + 600) for n in range(2000))
+    log.append(later)  # 10 minutes later: nothing here can be conntrack's
     searched = []
-    monkeypatch.setattr(logmsg, "scan", lambda buf, size=None, keys=logmsg.ALL_KEYS,
-                        scan=logmsg.scan: searched.append(keys) or scan(buf, size, keys))
+
+    def lines_with(buffer, key, start=0, end=None, real=logmsg.lines_with):
+        if key == logmsg.SUPPRESSED_KEY:
+            searched.append(end - start)
+        return real(buffer, key, start, end)
+
+    monkeypatch.setattr(logmsg, "lines_with", lines_with)
     _code, count, out = check("-v")
-    assert count == 1 and "suppressed=60;" in out and "lines=304;" in out
-    assert "without a table-full line" not in out  # the 50 was in a block never searched
-    assert 1 <= searched.count(logmsg.ALL_KEYS) < len(searched) - 1
+    assert count == 1 and "suppressed=60;" in out
+    assert "without a table-full line" not in out  # the 50 was never searched for
+    assert 0 < sum(searched) < 100 * 80 + 2 * events.BISECT_TO < len(later) / 10, searched
 
 
 def test_expectation_table_full_is_its_own_finding(check, log):
@@ -476,6 +491,7 @@ def test_eight_parallel_runs_count_each_event_once(log, tmp_path, run_plugin):
     argv = [str(Path(sys.executable).parent / "check_conntrack_log"), "--logfile",
             str(log.path), "--state-dir", str(tmp_path / "state"), "--window", "1h"]
     assert subprocess.run(argv, capture_output=True).returncode == 0
+    size = log.path.stat().st_size
     for _ in range(20):
         log.noise(50)
         log.ct(1)
@@ -483,8 +499,8 @@ def test_eight_parallel_runs_count_each_event_once(log, tmp_path, run_plugin):
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [2] * 8, outs
     assert all(" 20 table-full messages" in o for o in outs), outs
-    lines = [o.split("lines=")[1].split(";")[0] for o in outs]
-    assert sorted(map(int, lines))[-1] == 1020 and lines.count("0") == 7
+    taken = [int(o.split(" bytes=")[1].split("B;")[0]) for o in outs]
+    assert sorted(taken)[-1] == log.path.stat().st_size - size and taken.count(0) == 7
     assert sum(row[2] for row in state_of(tmp_path)["events"]) == 20
 
 
@@ -497,12 +513,12 @@ def test_kmsg_baseline_takes_in_nothing_then_counts_new_records(run_main, tmp_pa
     ring = [b"6,1,10,-;booting\n", b"6,2,20,-;eth0: link up\n"]
     scripted_kmsg(monkeypatch, ring)
     code, out = run_main(ccl.main, *argv)
-    assert code == 0 and "baseline" in out and " bytes=0B;" in out and " lines=0;" in out
+    assert code == 0 and "baseline" in out and " bytes=0B;" in out
     usec = int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6)
     new = f"4,3,{usec},-;nf_conntrack: nf_conntrack: table full, dropping packet\n".encode()
     scripted_kmsg(monkeypatch, [*ring, new])
     code, out = run_main(ccl.main, *argv)
-    assert code == 1 and f" bytes={len(new)}B;" in out and " lines=1;" in out, out
+    assert code == 1 and f" bytes={len(new)}B;" in out, out
 
 
 def test_kmsg_unreadable_is_unknown_with_the_fix(run_main, tmp_path):

@@ -43,9 +43,11 @@ def test_every_message_variant(line, kind, netns, count):
         assert found is None
         return
     assert (found.kind, found.netns, found.count) == (kind, netns, count)
-    # the chunk scanner finds the same line among others
+    # the search finds the same line among others
     block = f"noise one\n{line}\nnoise conntrackd two\n".encode()
-    assert [ln for _, ln in logmsg.scan(block) if logmsg.classify(ln)] == [line.encode()]
+    found = [block[start:end] for key in (logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY)
+             for start, end in logmsg.lines_with(block, key)]
+    assert [ln for ln in found if logmsg.classify(ln)] == [line.encode() + b"\n"]
 
 
 def test_grep_pattern_matches_the_same_lines():

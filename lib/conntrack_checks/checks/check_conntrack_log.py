@@ -211,7 +211,6 @@ class KernelLog(nagiosplugin.Resource):
         yield nagiosplugin.Metric("table_full", full, min=0, context="table_full")
         yield nagiosplugin.Metric("suppressed", suppressed, min=0, context="perf")
         yield nagiosplugin.Metric("expectation_full", expect, min=0, context="expectation_full")
-        yield nagiosplugin.Metric("lines", self.scan.records, min=0, context="perf")
         yield nagiosplugin.Metric("bytes", self.scan.bytes, "B", min=0, context="perf")
         yield nagiosplugin.Metric("gaps", len(gaps), min=0, context="perf")
         if gaps:
@@ -272,8 +271,8 @@ class KernelLog(nagiosplugin.Resource):
         where = {"file": ", ".join(self.files), "kmsg": self.args.kmsg,
                  "journal": self.args.journal_dir or "system journal, _TRANSPORT=kernel"
                  }[self.source]
-        self.details.append(f"source: {self.source} ({where}); {scan.records} lines, "
-                            f"{scan.bytes} bytes read")
+        taken = "" if self.source == "file" else f"{scan.records} records, "
+        self.details.append(f"source: {self.source} ({where}); {taken}{scan.bytes} bytes read")
         self.details.extend(scan.files_read)
         self.details.extend(n for n in scan.notes if n.startswith("baseline"))
         oldest = self.now - self.args.window

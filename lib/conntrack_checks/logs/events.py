@@ -40,6 +40,12 @@ EARLY = 5.0
 # in time order (several writers, each stamping its own lines): a block that
 # starts this much later than ATTRIBUTE allows holds no attributable line.
 SLACK = 60.0
+# Entries kept in each of Events' caches (a few hundred KiB at most).
+CACHE = 4096
+# Stretches this close are searched as one (fewer calls; a few lines between).
+MERGE = 4096
+# stretch_end stops bisecting at this many bytes (a few lines of any length).
+BISECT_TO = 4096
 # Counts are kept per second for this long, then per minute: the state of a
 # day-long incident stays small enough to load and save in a few milliseconds.
 FINE = 900.0
@@ -75,13 +81,15 @@ class Events:
         self.run_dir = run_dir
         self.since = since  # first run with --lookback: older lines are skipped
         self._names: dict[int, str] | None = None
-        # The last_ct after which this run's blocks were found to start too late
-        # for attribution; later blocks start later still (see may_attribute).
+        # The last_ct after which this run's lines were found to be too late for
+        # attribution; later ones are later still (see _stretches).
         self._too_late_after: float | None = None
         for key in ("events", "expect", "supp", "gaps", "lines"):
             data.setdefault(key, [])
         data.setdefault("names", {})
         self.ignored_suppressed = 0
+        self._said: dict = {}  # line from its first key word on -> (kind, netns, count) or None
+        self._times: dict[str, float] = {}  # time stamp -> epoch time
 
     def name(self, inode: int | None) -> str | None:
         """The `ip netns` name of a namespace inode, looked up once and kept."""
@@ -97,33 +105,123 @@ class Events:
         return names[key]
 
     def add_block(self, buffer, size: int | None = None) -> None:
-        """A block of syslog lines (times from each line)."""
-        keys = logmsg.ALL_KEYS if self.may_attribute(buffer) else logmsg.CONNTRACK_KEYS
-        hits = logmsg.scan(buffer, size, keys)
-        if hits and keys is logmsg.CONNTRACK_KEYS:  # suppressed lines after them count
-            hits = sorted(dict(hits + logmsg.scan(buffer, size, logmsg.SUPPRESSED_KEYS)).items())
-        for _, line in hits:
-            found = logmsg.classify(line)
-            if found:
-                found.when = logmsg.syslog_time(found.line, self.now) or self.now
-                self.add(found)
+        """A block of complete syslog lines, in log order (times from the lines found).
 
-    def may_attribute(self, buffer) -> bool:
-        """Could a "suppressed" line in this block count (a table-full line came shortly before)?
-
-        Most blocks start long after the last table-full line: their
-        suppressed lines cannot be conntrack's, and are not searched for.
-        Blocks come in log order, so once one starts too late, so do the
-        next ones until another table-full line is found.
+        One search over every byte, for CONNTRACK_KEY; the time is read
+        only from the lines it finds. "suppressed" lines are searched for
+        only in the stretches after table-full lines where they can still
+        be attributed (see _stretches), not in the rest of the block.
         """
-        last_ct = self.data.get("last_ct")
-        if last_ct is None or last_ct == self._too_late_after:
-            return False
-        start = logmsg.syslog_time(bytes(buffer[:64]).decode("ascii", "replace"), self.now)
-        if start is not None and start > last_ct + ATTRIBUTE + SLACK:
-            self._too_late_after = last_ct
-            return False
-        return True
+        size = len(buffer) if size is None else size
+        hits = []
+        find, key = buffer.find, logmsg.CONNTRACK_KEY
+        at = find(key, 0, size)
+        while at >= 0:
+            start = buffer.rfind(b"\n", 0, at) + 1
+            end = find(b"\n", at, size) + 1 or size
+            found = self.line_at(buffer, start, end, at)
+            if found is not None:
+                hits.append((start, found))
+            at = find(key, end, size)
+        stretches = self._stretches(buffer, size, hits)
+        if stretches:
+            seen = {start for start, _ in hits}
+            for lo, hi in stretches:
+                for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
+                    found = None if start in seen else self.line_at(buffer, start, end)
+                    if found is not None and found.kind == SUPPRESSED:
+                        hits.append((start, found))
+            hits.sort(key=_first)
+        for _, found in hits:
+            self.add(found)
+
+    def line_at(self, buffer, start: int, end: int, at: int = -1) -> LogLine | None:
+        """What the line ``buffer[start:end]`` says, with its time; None: nothing counted.
+
+        ``at``: where CONNTRACK_KEY is in it, if known. Lines that differ only
+        before their first key word (time, host, kernel timestamp) say the
+        same: what they say is worked out once.
+        """
+        if at < 0:
+            at = buffer.find(logmsg.CONNTRACK_KEY, start, end)
+        cut = at - 2
+        if cut < start or buffer.find(b"suppressed", start, cut) >= 0:
+            found = logmsg.classify(bytes(buffer[start:end]))
+        else:
+            tail = bytes(buffer[cut:end])
+            said = self._said.get(tail, False)
+            if said is False:
+                found = logmsg.classify(bytes(buffer[start:end]))
+                said = self._said[tail] = found and (found.kind, found.netns, found.count)
+                if len(self._said) > CACHE:
+                    self._said.clear()
+            elif said is None:
+                return None
+            else:
+                found = LogLine(said[0], logmsg.line_text(bytes(buffer[start:end])), said[1],
+                                said[2])
+        if found is not None:
+            found.when = self.time_of(found.line)
+        return found
+
+    def time_of(self, line: str) -> float:
+        """The time at the start of a syslog line (now when it has none)."""
+        stamp = line[:15] if line[:1].isalpha() else line.partition(" ")[0]
+        when = self._times.get(stamp)
+        if when is None:
+            when = self._times[stamp] = logmsg.syslog_time(line, self.now) or self.now
+            if len(self._times) > CACHE:
+                self._times.clear()
+        return when
+
+    def _stretches(self, buffer, size: int, hits: list) -> list[tuple[int, int]]:
+        """The parts of ``buffer[:size]`` where a "suppressed" line may still be attributed:
+        from a table-full line (or the block's start) up to ATTRIBUTE + SLACK after it."""
+        last = self.data.get("last_ct")
+        if last == self._too_late_after:
+            last = None
+        stretches: list[tuple[int, int]] = []
+        at = 0
+        for start, found in [*hits, (size, None)]:
+            if last is not None and at < start:
+                limit = last + ATTRIBUTE + SLACK
+                stop = start if found is not None and found.when <= limit else \
+                    self.stretch_end(buffer, at, start, limit)
+                if stop > at:
+                    if stretches and stretches[-1][1] >= at - MERGE:
+                        at = stretches.pop()[0]  # one search where the lines between are few
+                    stretches.append((at, stop))
+                if stop < start:
+                    last = None
+            if found is not None:
+                if found.kind == TABLE_FULL:
+                    last = found.when
+                at = buffer.find(b"\n", start, size) + 1 or size
+        if last is None and self.data.get("last_ct") is not None and not any(
+                found.kind == TABLE_FULL for _, found in hits):
+            self._too_late_after = self.data.get("last_ct")
+        return stretches
+
+    def stretch_end(self, buffer, start: int, end: int, limit: float) -> int:
+        """Where the lines of ``buffer[start:end]`` pass ``limit`` (to a few KiB): bisection
+        on the times of a few lines, whose order in the file is their order in time."""
+        if self._line_time(buffer, buffer.rfind(b"\n", start, end - 1) + 1 or start) <= limit:
+            return end
+        while end - start > BISECT_TO:
+            middle = buffer.rfind(b"\n", start, (start + end) // 2) + 1 or start
+            if middle == start:
+                break
+            if self._line_time(buffer, middle) <= limit:
+                start = middle
+            else:
+                end = middle
+        return end if self._line_time(buffer, start) <= limit else start
+
+    def _line_time(self, buffer, at: int) -> float:
+        """The time of the line starting at ``at``; a line without one is let in (-inf)."""
+        head = bytes(buffer[at:at + 64]).decode("ascii", "replace")
+        stamp = logmsg.syslog_time(head, self.now)
+        return float("-inf") if stamp is None else stamp
 
     def add_message(self, when: float, text: bytes) -> None:
         """One kernel message with its time (kmsg, journal)."""
@@ -177,6 +275,10 @@ class Events:
         if last:
             used.add(str(last[1]))
         self.data["names"] = {k: v for k, v in self.data["names"].items() if k in used}
+
+
+def _first(item: tuple) -> int:
+    return item[0]
 
 
 def per_minute_before(rows: list, fine_since: float) -> list:

@@ -25,10 +25,12 @@ import zlib
 
 from .result import ReadResult
 
-# Small enough to stay in the CPU cache for the passes over it, and for a
-# fresh process to reuse the same memory chunk after chunk (larger buffers
-# cost more in first-touch page faults than the reading itself).
-CHUNK = 1 << 16
+# Bytes read and searched at once: large enough that the per-call costs
+# (read(2), the search's set-up, a time check per block) vanish next to the
+# search itself, small enough to stay in the CPU's cache and keep the memory
+# flat; a smaller file gets a buffer of its own size (no page is touched for
+# nothing). tests/bench/bench_log.py measures it.
+CHUNK = 1 << 20
 FINGERPRINT = 256
 GRACE = 300.0
 # A line longer than this is no kernel line (printk: 1 KiB, rsyslog: 8 KiB);
@@ -171,7 +173,8 @@ def _read(path: str, pos: dict, budget: Budget, result: ReadResult, on_line) -> 
             handle.seek(off)
         # One buffer for the whole file: the bytes are searched where they
         # were read, never copied (that, not the search, is what costs).
-        buf = bytearray(CHUNK + MAX_LINE)
+        buf = bytearray(min(CHUNK, max(4096, _size(path) - off if _plain(path) else CHUNK))
+                        + MAX_LINE)
         view = memoryview(buf)
         carry = 0
         while True:
@@ -181,9 +184,6 @@ def _read(path: str, pos: dict, budget: Budget, result: ReadResult, on_line) -> 
             size = carry + got
             last = buf.rfind(b"\n", 0, size) + 1
             if last:
-                # splitlines() is the fastest line count CPython has (count()
-                # is twice as slow); a bare CR, which rsyslog escapes, would count too
-                result.records += len(bytes(view[:last]).splitlines())
                 on_line(buf, last)
                 off += last
                 tail = (tail + bytes(buf[max(0, last - FINGERPRINT):last]))[-FINGERPRINT:]

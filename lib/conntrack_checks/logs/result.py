@@ -14,7 +14,7 @@ class ReadResult:
                  "lost", "notes", "records", "unread")
 
     def __init__(self):
-        self.records = 0  # lines of a file, /dev/kmsg records, journal entries taken in
+        self.records = 0  # /dev/kmsg records, journal entries taken in (files: not counted)
         self.bytes = 0  # bytes taken in
         self.lost = 0  # messages the source says it lost (ring overwritten, journald missed)
         self.gaps: list[str] = []  # why messages may be missing, one text each
