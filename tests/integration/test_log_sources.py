@@ -215,18 +215,25 @@ def kernel_lines(inodes) -> int:
 
 
 def test_userspace_posing_as_the_kernel_is_not_counted(tmp_path, run_plugin):
-    """Lines written to /dev/kmsg by a process never count, in /dev/kmsg or the journal;
-    the kernel's own burst right after them does, with its namespace."""
-    need_root_tools("ip", "nft", "conntrack", "dmesg", "journalctl", "pgrep")
+    """Lines written to /dev/kmsg by a process never count, in /dev/kmsg or the journal,
+    nor in a kern.log that rsyslog writes with the kern.* selector; the kernel's own burst
+    right after them does, with its namespace."""
+    need_root_tools("ip", "nft", "conntrack", "dmesg", "journalctl", "pgrep", "rsyslogd")
     if not os.access(JOURNALD, os.X_OK):
         need_root_tools(JOURNALD)
+    logs = tmp_path / "logs"
+    logs.mkdir()
     daemons = Daemons(tmp_path)
     with Lab(max_entries=LAB_MAX) as lab:
         try:
+            daemons.rsyslog()
             daemons.journald()
+            wait_for(lambda: (logs / "kern.log").exists() and (logs / "kern.log").stat().st_size,
+                     "rsyslog to write kern.log")
             ns = lab.namespace("posing")
             inodes = [os.stat(f"/run/netns/{ns}").st_ino]
-            sources = {"kmsg": ["--source", "kmsg"], "journal": ["--source", "journal"]}
+            sources = {"kmsg": ["--source", "kmsg"], "journal": ["--source", "journal"],
+                       "file": ["--logfile", str(logs / "kern.log")]}
 
             def run_all():
                 results = {}
@@ -256,6 +263,9 @@ def test_userspace_posing_as_the_kernel_is_not_counted(tmp_path, run_plugin):
             assert burst >= 10
             wait_for(lambda: journal_lines(inodes) - before[2] == 3 + burst,
                      "journald to store them all")
+            wait_for(lambda: file_lines(logs, inodes) >= burst, "rsyslog to write the burst")
+            time.sleep(1)
+            assert file_lines(logs, inodes) == burst  # kern.* let none of the posed lines in
             for name, (code, out) in run_all().items():
                 full, suppressed = counts(out)
                 assert (name, full) == (name, burst), out
