@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""check_conntrack_log on large syslog files of every kind: full scans against grep, and
-incremental runs against the interpreter's floor.
+"""check_conntrack_log on large syslog files of every kind against grep, and incremental runs.
 
     .venv/bin/python tests/bench/bench_log.py [--size-mib 1024] [--kinds a,b] [--runs 15]
                                               [--scan-runs 5] [--dir /var/tmp]
