@@ -673,3 +673,15 @@ def test_group_counts_are_never_off_by_more_than_the_error_bound():
     shown = dict(groups.top(len(groups.counts)))
     for value, count in true.items():
         assert count - groups.error <= shown.get(value, 0) <= count, value
+
+
+@pytest.mark.parametrize("marks", [False, True])
+def test_the_pattern_for_chunks_without_colons_finds_the_same_rows(marks):
+    v4 = [line for line in [*KEY_LINES, *(c[1][0] for c in PARSER_CASES if c[1])]
+          if ":" not in line]
+    text = ("\n" + "\n".join(v4) + "\n").encode() + big_text(500)
+    assert b":" not in text
+    fast = ctdump.pattern(marks, colons=False)
+    assert fast.pattern != ctdump.pattern(marks).pattern  # the lookahead is gone
+    assert fast.findall(text) == ctdump.pattern(marks).findall(text)
+    assert len(fast.findall(text)) == len(v4) + 500

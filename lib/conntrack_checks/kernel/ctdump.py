@@ -68,9 +68,20 @@ _TAIL = rb"""
 """
 
 
-def pattern(marks: bool = False) -> re.Pattern:
-    """The entry pattern (with mark and zone if asked), compiled on first use."""
-    return re.compile(_HEAD + _TAIL if marks else _HEAD, re.X)  # re caches it
+# Group 4 looks ahead through the source address for a ':' (IPv6). A chunk
+# without any ':' cannot hold one: there group 4 is always empty, and the
+# lookahead (a fifth of the matching time) is left out.
+_V6 = rb"src=(?:(?=[^\ \n]*(:)))?"
+_NO_V6 = rb"src=()"
+
+
+def pattern(marks: bool = False, colons: bool = True) -> re.Pattern:
+    """The entry pattern (with mark and zone if asked), compiled on first use.
+
+    ``colons``: the text may hold IPv6 addresses (False: it holds no ':').
+    """
+    head = _HEAD if colons else _HEAD.replace(_V6, _NO_V6, 1)
+    return re.compile(head + _TAIL if marks else head, re.X)  # re caches it
 
 # What each --top-by key groups by: indexes into a findall row (group - 1).
 KEYS = {
@@ -156,7 +167,9 @@ class DumpCounts:
         self.classes: Counter = Counter()
         self.flags: Counter = Counter()
         self.groups = {k: Groups(k, key_limit) for k in keys}
-        self.pattern = pattern(bool({"mark", "zone"} & set(keys)))
+        marks = bool({"mark", "zone"} & set(keys))
+        self.pattern = pattern(marks)
+        self.pattern_v4 = pattern(marks, colons=False)
         self.lines = 0
         self.entries = 0
         self.sample: bytes | None = None  # the first line not understood
@@ -230,7 +243,8 @@ class DumpCounts:
             lines = self.limit - self.lines
             end = _after_lines(buf, lines)
             self.sampled = True
-        rows = self.pattern.findall(buf, 0, end)
+        fast = buf.find(b":", 0, end) < 0
+        rows = (self.pattern_v4 if fast else self.pattern).findall(buf, 0, end)
         if len(rows) < lines and self.sample is None:
             self.sample = _first_bad(bytes(buf[1:end]), self.pattern)
         self.lines += lines
