@@ -273,3 +273,24 @@ def test_the_executable_carries_munins_magic_markers_and_pod():
     assert heads == ["NAME", "APPLICABLE SYSTEMS", "CONFIGURATION", "INTERPRETATION",
                      "MAGIC MARKERS", "AUTHOR", "LICENSE"]
     assert "\n=cut\n" in text
+
+
+def test_the_states_graph_has_fw_conntracks_fields_labels_and_drawing(kernel):
+    kernel(limit=1000)
+    _, out, _ = munin("config", states="yes")
+    states = attributes(graphs(out)["conntrack.states"])
+    assert states["graph_title"] == "Connections through firewall"
+    assert (states["graph_vlabel"], states["graph_args"], states["graph_category"]) == (
+        "Connections", "-l 0", "network")
+    labels = {f: states[f"{f}.label"] for f in (
+        "established", "fin_wait", "time_wait", "syn_sent", "udp", "assured", "nated", "total")}
+    assert labels == {"established": "Established", "fin_wait": "FIN_WAIT",
+                      "time_wait": "TIME_WAIT", "syn_sent": "SYN_SENT",
+                      "udp": "UDP connections", "assured": "Assured", "nated": "NATed",
+                      "total": "Total"}
+    assert [states[f"{f}.draw"] for f in ("established", "fin_wait", "udp", "assured",
+                                          "nated")] == ["AREA", "STACK", "STACK", "LINE2",
+                                                        "LINE1"]
+    assert states["total.graph"] == "no"
+    assert (states["total.warning"], states["total.critical"]) == ("800", "900")
+    assert "env.states_sample" in states["graph_info"]
