@@ -87,10 +87,24 @@ def page_perfdata(name: str) -> set[str]:
     return literals(section(doctree(DOCS / f"{name}.rst"), "Perfdata"))
 
 
+ALL_NETNS_ONLY = {"namespaces"}  # the fixture runs read one namespace
+
+
+def table_labels(name: str) -> set[str]:
+    """The labels in the first column of the page's Perfdata table(s), patterns left out."""
+    found = set()
+    for table in section(doctree(DOCS / f"{name}.rst"), "Perfdata").findall(nodes.table):
+        for row in table.next_node(nodes.tbody).findall(nodes.row):
+            found |= {label for label in literals(row[0]) if re.fullmatch(r"[a-z_]+", label)}
+    return found
+
+
 def assert_documented(name: str, emitted: set[str]) -> None:
     assert emitted, f"{name} emitted no perfdata"
     missing = sorted(emitted - page_perfdata(name))
     assert not missing, f"docs/{name}.rst's Perfdata table lacks {missing}"
+    stale = sorted(table_labels(name) - emitted - ALL_NETNS_ONLY)
+    assert not stale, f"docs/{name}.rst's Perfdata table has {stale}, which {name} never emitted"
 
 
 def test_check_conntrack_labels_are_documented(run_plugin, tmp_path):
