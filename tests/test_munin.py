@@ -294,3 +294,7 @@ def test_the_states_graph_has_fw_conntracks_fields_labels_and_drawing(kernel):
     assert states["total.graph"] == "no"
     assert (states["total.warning"], states["total.critical"]) == ("800", "900")
     assert "env.states_sample" in states["graph_info"]
+
+
+def test_labels_keep_what_munin_forbids_in_them_out():
+    assert fields.label("web#1\\x") == "web_1_x"

@@ -99,6 +99,15 @@ def test_munin_run_as_nobody_with_the_shipped_settings(lab, service):
     assert ("conntrack.log" in values) != ("table-full messages not graphed" in err)
 
 
+def test_munin_node_configure_suggests_it_where_nf_conntrack_is_loaded(lab, service):
+    """family=auto and autoconf as munin-node-configure reads them (its own parser)."""
+    done = subprocess.run(["munin-node-configure", "--libdir", str(service / "plugins"),
+                           "--suggest"], capture_output=True, text=True, timeout=120)
+    rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")[1:]]
+            for line in done.stdout.splitlines() if "|" in line}
+    assert rows["conntrack"][1] == "yes", done.stdout + done.stderr
+
+
 def test_munin_run_as_root_graphs_each_namespace_and_the_states(lab, service):
     name = lab.namespace("mr", flows=40)
     code, out, err = munin_run(service, "root", "config")

@@ -28,3 +28,8 @@ def namespace_fields(names: list[str], prefix: str = "ns_") -> dict[str, str]:
         taken.add(field)
         fields[name] = field
     return fields
+
+
+def label(text: str) -> str:
+    """``text`` as a Munin label or title: anything but ``#`` and ``\\``."""
+    return text.replace("#", "_").replace("\\", "_")

@@ -60,8 +60,8 @@ def usage(read, settings) -> tuple[str, list[str], list[str]]:
     ]
     values = [f"max.value {number(limit)}"]
     for name, field in names.items():
-        config += [f"{field}.label {name}", f"{field}.min 0",
-                   f"{field}.info entries in {where(name, settings)}"]
+        config += [f"{field}.label {fields.label(name)}", f"{field}.min 0",
+                   f"{field}.info entries in {fields.label(where(name, settings))}"]
         if limit:
             config += [f"{field}.warning {number(limit * settings.warning / 100)}",
                        f"{field}.critical {number(limit * settings.critical / 100)}"]
@@ -113,7 +113,7 @@ def counters(read, name: str, graph: str) -> tuple[str, list[str], list[str]] | 
     snap = reading.snapshot
     shown = [n for n in COUNTERS if n in snap.filled]
     config = [
-        f"graph_title Conntrack kernel counters, {name}",
+        f"graph_title Conntrack kernel counters, {fields.label(name)}",
         "graph_args --base 1000 -l 0",
         "graph_vlabel events per ${graph_period}",
         "graph_category network",
