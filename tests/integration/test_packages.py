@@ -473,3 +473,31 @@ def test_install_plugins_installs_the_pyz_into_a_plugin_dir(dist, open_dir):
     assert oct((plugins / "conntrack-checks.pyz").stat().st_mode & 0o777) == "0o755"
     ran = as_nagios(plugins / "check_conntrack")
     assert ran.returncode in (0, 1, 2) and ran.stdout.startswith("CONNTRACK "), ran
+
+
+# --- RPM (EL 9, Fedora) ----------------------------------------------------------------
+
+
+def test_the_rpm_puts_plugins_in_the_arch_plugin_dir_and_needs_nagiosplugin(dist):
+    need_root_tools("rpm")
+    rpm = only(dist, f"nagios-plugins-conntrack-checks-{__version__}-*.rpm")
+    assert not rpm.name.endswith(".noarch.rpm"), "%{_libdir} is arch-dependent"
+    files = run(["rpm", "-qlp", rpm], check=True).stdout.split()
+    libdir = run(["rpm", "--eval", "%{_libdir}"], check=True).stdout.strip()
+    for plugin in PLUGINS:
+        assert f"{libdir}/nagios/plugins/{plugin}" in files
+        assert f"/usr/share/man/man1/{plugin}.1" in files or \
+            f"/usr/share/man/man1/{plugin}.1.gz" in files
+    assert "/usr/bin/conntrack-report" in files
+    assert "/usr/share/icinga2/include/plugins-contrib.d/conntrack-checks.conf" in files
+    assert not [f for f in files if f.startswith("/etc")]
+    assert [f for f in files if f.endswith("site-packages/conntrack_checks/__init__.py")]
+    requires = run(["rpm", "-qp", "--requires", rpm], check=True).stdout.splitlines()
+    assert "python3-nagiosplugin >= 1.3" in requires
+    assert "nagios-common" in requires
+    # The files for the admin carry the RPM's plugin directory.
+    with tempfile.TemporaryDirectory() as tmp:
+        run(["sh", "-c", f'rpm2cpio "{rpm}" | (cd "{tmp}" && cpio -idm --quiet)'], check=True)
+        sudoers = (Path(tmp) / "usr/share/conntrack-checks/sudoers/conntrack-checks").read_text()
+        assert f"{libdir}/nagios/plugins/check_conntrack --all-netns" in sudoers
+        assert "/usr/lib/nagios/plugins" not in sudoers
