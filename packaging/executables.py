@@ -18,10 +18,18 @@ def executables() -> list[str]:
 
 
 def module_name(executable: str):
-    """``conntrack_checks.checks.check_conntrack``, or None for a script without main()."""
+    """The module whose main() the script runs: ``conntrack_checks.checks.check_conntrack``.
+
+    ``from conntrack_checks.munin import run`` (then ``run.main()``) names
+    ``conntrack_checks.munin.run``. None for a script that does neither.
+    """
     for line in (ROOT / "plugins" / executable).read_text().splitlines():
         words = line.split()
-        if words[:1] == ["from"] and len(words) == 4 and words[1].startswith("conntrack_checks.") \
-                and words[2:] == ["import", "main"]:
+        if words[:1] != ["from"] or len(words) < 4 or not words[1].startswith("conntrack_checks."):
+            continue
+        if words[2:4] == ["import", "main"]:
             return words[1]
+        if words[2] == "import" and len(words) >= 4 and words[3] != "main" \
+                and f"sys.exit({words[3]}.main())" in (ROOT / "plugins" / executable).read_text():
+            return f"{words[1]}.{words[3]}"
     return None

@@ -182,6 +182,14 @@ def test_every_plugin_runs_from_the_plugin_dir_as_nagios(installed):
     assert head == "#!/usr/bin/python3\n"
 
 
+def test_the_munin_plugin_answers_autoconf_from_munins_plugin_dir(installed):
+    if "conntrack-munin" not in executables():
+        return  # nothing to install yet: test_the_deb_puts_each_file... checks the path
+    done = run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                "/usr/share/munin/plugins/conntrack-munin", "autoconf"])
+    assert done.returncode == 0 and done.stdout.split()[0] in ("yes", "no"), done
+
+
 def test_conntrack_report_is_on_the_admins_path(installed):
     done = run(["conntrack-report", "--version"])
     assert done.stdout == f"conntrack-report (conntrack-checks) {__version__}\n"
@@ -438,6 +446,13 @@ def test_the_pyz_runs_as_nagios_through_a_symlink_and_by_name(pyz_dir):
     assert link.returncode in (0, 1, 2), link
     assert (link.returncode, link.stdout.split(" - ")[0]) == \
         (by_name.returncode, by_name.stdout.split(" - ")[0])
+
+
+def test_the_pyz_runs_the_munin_plugin_through_a_link(pyz_dir):
+    if "conntrack-munin" not in executables():
+        return
+    done = as_nagios(pyz_dir / "conntrack-munin", "autoconf")
+    assert done.returncode == 0 and done.stdout.split()[0] in ("yes", "no"), done
 
 
 def test_the_pyz_without_a_known_name_lists_the_executables(pyz_dir):
