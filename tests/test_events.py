@@ -62,3 +62,42 @@ def test_report_section_keeps_the_journal_s_gaps(tmp_path, monkeypatch):
     assert (section["source"], section["table_full"], section["lost_records"]) == \
         ("journal", 1, 5)
     assert section["gaps"] == ["journald: Missed 5 kernel messages"]
+
+
+def syslog(when: float, text: str) -> bytes:
+    return f"{time.strftime('%b %d %H:%M:%S', time.localtime(when))} fw kernel: {text}\n".encode()
+
+
+def test_a_stretch_goes_on_in_the_next_block_and_ends_five_minutes_later():
+    now = time.time()
+    store = events.Events({}, now, "/nonexistent")
+    store.add_block(syslog(now - 900, "nf_conntrack: table full, dropping packet"))
+    store.add_block(syslog(now - 800, "net_ratelimit: 40 callbacks suppressed")
+                    + b"".join(syslog(now - 700, f"eth0: noise {n}") for n in range(200))
+                    + syslog(now - 200, "net_ratelimit: 50 callbacks suppressed"))
+    assert [events.count(row) for row in store.data["supp"]] == [40]
+    assert store.ignored_suppressed == 0  # the second one is past the stretch: not looked at
+
+
+def test_a_line_found_by_both_searches_counts_once():
+    now = time.time()
+    store = events.Events({}, now, "/nonexistent")
+    store.add_block(syslog(now - 60, "nf_conntrack: table full, dropping packet")
+                    + syslog(now - 59, "nf_conntrack: net_ratelimit: 17 callbacks suppressed")
+                    + syslog(now - 58, "printk: 3 messages suppressed. ip_conntrack: table full, "
+                                       "dropping packet."))
+    assert [events.count(row) for row in store.data["supp"]] == [17]
+    assert sum(events.count(row) for row in store.data["events"]) == 2
+
+
+def test_lines_that_say_the_same_are_worked_out_once_and_keep_their_own_times():
+    now = time.time()
+    store = events.Events({}, now, "/nonexistent")
+    store.add_block(syslog(now - 3, "[1.0] nf_conntrack: table full in netns 7, dropping packet")
+                    + syslog(now - 1, "[2.0] nf_conntrack: table full in netns 7, dropping packet")
+                    + syslog(now - 1, "[3.0] nf_conntrack: table full in netns 8, dropping packet"))
+    assert [(events.netns(r), events.count(r)) for r in store.data["events"]] == \
+        [(7, 1), (7, 1), (8, 1)]
+    assert events.when(store.data["events"][1]) - events.when(store.data["events"][0]) == 2
+    assert [line.split("] ")[1][:30] for _, line in store.data["lines"]] == \
+        ["nf_conntrack: table full in ne"] * 3

@@ -205,8 +205,10 @@ class Events:
     def stretch_end(self, buffer, start: int, end: int, limit: float) -> int:
         """Where the lines of ``buffer[start:end]`` pass ``limit`` (to a few KiB): bisection
         on the times of a few lines, whose order in the file is their order in time."""
-        if self._line_time(buffer, buffer.rfind(b"\n", start, end - 1) + 1 or start) <= limit:
+        last = buffer.rfind(b"\n", start, end - 1) + 1 or start
+        if self._line_time(buffer, last) <= limit:
             return end
+        end = last  # a line known to be past the limit
         while end - start > BISECT_TO:
             middle = buffer.rfind(b"\n", start, (start + end) // 2) + 1 or start
             if middle == start:
