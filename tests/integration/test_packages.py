@@ -225,6 +225,26 @@ def test_the_postinst_keeps_an_admins_statoverride(installed):
     assert oct(state.stat().st_mode & 0o777) == "0o700"
 
 
+def test_the_postinst_never_chowns_through_a_symlink_the_nagios_user_planted(installed,
+                                                                            open_dir):
+    state = Path(pwd.getpwnam("nagios").pw_dir) / ".local" / "state" / "conntrack-checks"
+    kept = state.with_name("conntrack-checks.kept")
+    target = open_dir / "roots"
+    target.mkdir()
+    target.chmod(0o755)
+    state.rename(kept)
+    try:
+        state.symlink_to(target)
+        done = run([f"/var/lib/dpkg/info/{PACKAGE}.postinst", "configure", ""])
+        assert done.returncode == 0, done.stderr
+        assert f"{state} or a parent is a symlink: left alone" in done.stderr
+        info = target.stat()
+        assert (info.st_uid, oct(info.st_mode & 0o777)) == (0, "0o755")
+    finally:
+        state.unlink(missing_ok=True)
+        kept.rename(state)
+
+
 def test_installing_enables_no_nrpe_command_and_no_sudo_right(installed):
     owned = run(["dpkg", "-L", PACKAGE], check=True).stdout.splitlines()
     assert not [f for f in owned if f.startswith("/etc/")]
