@@ -104,7 +104,7 @@ class TableDump(nagiosplugin.Resource):
         self.short = next((t for t in self.tables if not t.usable), None)
         self.worst = max(self.tables, key=lambda t: self.share(t)[0])
         self.top_share, self.top_margin = self.share(self.worst)
-        self._explain()
+        self.details = details(self.tables, self.unreadable, self.max, self.args)
         yield nagiosplugin.Metric("max", self.max, min=0, context="max")
         if self.short is not None:
             # Too few entries for shares within MARGIN_LIMIT points: no counts
@@ -119,70 +119,6 @@ class TableDump(nagiosplugin.Resource):
                                       context=f"count:{label}")
         yield nagiosplugin.Metric("top_share", self.top_share, "%", min=0, max=100,
                                   context="top_share")
-
-    def _inside(self, table: dump.TableRead) -> str:
-        return "" if table.ns.path is None else f" inside netns {table.ns.name}"
-
-    def _explain(self) -> None:
-        args = self.args
-        words = ctdump.KEY_WORDS[args.top_by]
-        for table in self.tables:
-            dumped = table.counts
-            how = "read in chunks by cat in a child process" if dumped.piped else "read in chunks"
-            if table.exact:
-                self.details.append(
-                    f"{dumped.source}{self._inside(table)}: {dumped.entries} entries "
-                    f"({how}, {table.seconds:.2f} s; the kernel counted {table.count} "
-                    "just before)")
-            else:
-                cut = ", cut short by the timeout" if dumped.interrupted else ""
-                self.details.append(
-                    f"{dumped.source}{self._inside(table)}: a sample of {dumped.entries} of "
-                    f"{table.total} entries ({how}{cut}, {table.seconds:.2f} s; the kernel "
-                    f"counted {table.count} just before); the counts below are estimates: "
-                    f"share in the sample x {table.total}, +- the 95% margin of the share "
-                    "(Wilson score interval)")
-            totals = table.totals()
-            self.details.append("protocols: " + _listing(totals["protocol"]))
-            if totals["state"]:
-                self.details.append("states: " + _listing(totals["state"]))
-            self.details.append("families: " + _listing(totals["family"]))
-            self.details.append("flags: " + ", ".join(
-                f"{f} {totals['flag'][f]}" for f in dump.FLAGS))
-            grp = dumped.groups[args.top_by]
-            rows = table.top(args.top_by, args.top)
-            basis = "entries" if args.share_of == "entries" else "max"
-            if table.exact:
-                self.details.append(f"{'rank':>4} {'entries':>9} {'% entries':>9} "
-                                    f"{'% max':>7}  {words}")
-                for rank, (text, _, n) in enumerate(rows, 1):
-                    self.details.append(f"{rank:>4} {n:>9} {table.share(n):>9.1f} "
-                                        f"{_share(n, self.max):>7.1f}  {text}")
-            else:
-                self.details.append(f"{'rank':>4} {'entries':>9} {'% entries':>9} {'+-':>5} "
-                                    f"{'% max':>7}  {words}")
-                for rank, (text, k, n) in enumerate(rows, 1):
-                    self.details.append(
-                        f"{rank:>4} {n:>9} {table.share(k):>9.1f} {table.margin(k):>5.1f} "
-                        f"{_share(n, self.max):>7.1f}  {text}")
-            if grp.error:
-                self.details.append(
-                    f"more than {grp.limit} distinct {words} values: counts may be low "
-                    f"by up to {table.estimate(grp.error)} (rare values were dropped to "
-                    "bound memory)")
-            if dumped.garbage:
-                self.details.append(
-                    f"{dumped.garbage} lines not understood, first: "
-                    f"{dumped.sample.decode('ascii', 'replace')!r}")
-            if table.exact:
-                self.details.append(
-                    f"thresholds -w/-c on the biggest group's share of {basis}")
-            else:
-                self.details.append(
-                    f"thresholds -w/-c on the biggest group's estimated share of {basis} "
-                    "(the point estimate; the margin is shown, not used)")
-        for ns, why in self.unreadable:
-            self.details.append(f"netns {ns.name} not read: {why}")
 
     def _prefix(self, table: dump.TableRead) -> str:
         if self.all_netns:
@@ -261,6 +197,66 @@ class TableDump(nagiosplugin.Resource):
             out.append(f"tcp {about}{c['tcp']}" + (f" ({', '.join(states)})" if states else ""))
         out += [f"{p} {about}{c[p]}" for p in ("udp", "icmp", "other") if c[p]]
         return ", ".join(out) or "no entries"
+
+
+def _inside(table: dump.TableRead) -> str:
+    return "" if table.ns.path is None else f" inside netns {table.ns.name}"
+
+
+def details(tables: list[dump.TableRead], unreadable, limit: int, args) -> list[str]:
+    """The -v lines: each table's source, counts and ranked groups; namespaces not read."""
+    lines: list[str] = []
+    for table in tables:
+        lines += _table_details(table, limit, args)
+    for ns, why in unreadable:
+        lines.append(f"netns {ns.name} not read: {why}")
+    return lines
+
+
+def _table_details(table: dump.TableRead, limit: int, args) -> list[str]:
+    words = ctdump.KEY_WORDS[args.top_by]
+    dumped = table.counts
+    how = "read in chunks by cat in a child process" if dumped.piped else "read in chunks"
+    if table.exact:
+        lines = [f"{dumped.source}{_inside(table)}: {dumped.entries} entries "
+                 f"({how}, {table.seconds:.2f} s; the kernel counted {table.count} just before)"]
+    else:
+        cut = ", cut short by the timeout" if dumped.interrupted else ""
+        lines = [f"{dumped.source}{_inside(table)}: a sample of {dumped.entries} of "
+                 f"{table.total} entries ({how}{cut}, {table.seconds:.2f} s; the kernel "
+                 f"counted {table.count} just before); the counts below are estimates: "
+                 f"share in the sample x {table.total}, +- the 95% margin of the share "
+                 "(Wilson score interval)"]
+    totals = table.totals()
+    lines.append("protocols: " + _listing(totals["protocol"]))
+    if totals["state"]:
+        lines.append("states: " + _listing(totals["state"]))
+    lines.append("families: " + _listing(totals["family"]))
+    lines.append("flags: " + ", ".join(f"{f} {totals['flag'][f]}" for f in dump.FLAGS))
+    rows = table.top(args.top_by, args.top)
+    if table.exact:
+        lines.append(f"{'rank':>4} {'entries':>9} {'% entries':>9} {'% max':>7}  {words}")
+        lines += [f"{rank:>4} {n:>9} {table.share(n):>9.1f} {_share(n, limit):>7.1f}  {text}"
+                  for rank, (text, _, n) in enumerate(rows, 1)]
+    else:
+        lines.append(f"{'rank':>4} {'entries':>9} {'% entries':>9} {'+-':>5} {'% max':>7}  "
+                     f"{words}")
+        lines += [f"{rank:>4} {n:>9} {table.share(k):>9.1f} {table.margin(k):>5.1f} "
+                  f"{_share(n, limit):>7.1f}  {text}" for rank, (text, k, n) in enumerate(rows, 1)]
+    grp = dumped.groups[args.top_by]
+    if grp.error:
+        lines.append(f"more than {grp.limit} distinct {words} values: counts may be low by up "
+                     f"to {table.estimate(grp.error)} (rare values were dropped to bound memory)")
+    if dumped.garbage:
+        lines.append(f"{dumped.garbage} lines not understood, first: "
+                     f"{dumped.sample.decode('ascii', 'replace')!r}")
+    basis = "entries" if args.share_of == "entries" else "max"
+    if table.exact:
+        lines.append(f"thresholds -w/-c on the biggest group's share of {basis}")
+    else:
+        lines.append(f"thresholds -w/-c on the biggest group's estimated share of {basis} "
+                     "(the point estimate; the margin is shown, not used)")
+    return lines
 
 
 def _listing(counter) -> str:
