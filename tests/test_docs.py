@@ -360,3 +360,9 @@ def test_every_library_name_a_page_gives_exists(page):
             except (ImportError, AttributeError):
                 missing.append(name)
     assert missing == []
+
+
+def test_every_benchmark_is_on_the_benchmarks_page():
+    text = (DOCS / "benchmarks.rst").read_text()
+    scripts = sorted(p.name for p in (ROOT / "tests" / "bench").glob("*.py"))
+    assert [name for name in scripts if f"``{name}``" not in text] == []
