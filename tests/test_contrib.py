@@ -165,8 +165,9 @@ def test_sudoers_file_is_valid():
     assert done.stdout == f"{SUDOERS}: parsed OK\n"
 
 
-def test_installer_is_plain_posix_sh():
-    script = CONTRIB / "install-plugins"
+@pytest.mark.parametrize("name", ["install-plugins", "munin/link"])
+def test_installer_is_plain_posix_sh(name):
+    script = CONTRIB / name
     assert script.read_text().startswith("#!/bin/sh\n")
     for shell in ("/bin/sh", "/bin/dash"):
         if Path(shell).exists():
