@@ -101,3 +101,51 @@ def test_lines_that_say_the_same_are_worked_out_once_and_keep_their_own_times():
     assert events.when(store.data["events"][1]) - events.when(store.data["events"][0]) == 2
     assert [line.split("] ")[1][:30] for _, line in store.data["lines"]] == \
         ["nf_conntrack: table full in ne"] * 3
+
+
+def feed(store, data: bytes, blocks: int) -> None:
+    """``data`` to ``store`` as about ``blocks`` blocks of whole lines, then the log's end."""
+    step, at = len(data) // blocks + 1, 0
+    while at < len(data):
+        end = data.find(b"\n", at + step) + 1 or len(data)
+        store.add_block(bytearray(data[at:end]) + b"reused buffer", end - at)
+        at = end
+    store.flush()
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 40])
+def test_while_table_full_lines_keep_coming_a_count_is_looked_for_just_before_each(blocks):
+    """The kernel prints the count right before the message of the call that opens the
+    next rate-limit interval: while the table stays full, a table-full line."""
+    now = time.time()
+    full = "nf_conntrack: nf_conntrack: table full, dropping packet"
+    noise = b"".join(syslog(now - 100, f"eth0: noise {n} " + "x" * 60) for n in range(40))
+    data = (syslog(now - 100, full) + noise
+            + syslog(now - 100, "net_ratelimit: 11 callbacks suppressed")  # before another
+            + noise  # subsystem's message, far from the next table-full line: not looked at
+            + syslog(now - 98, "net_ratelimit: 22 callbacks suppressed")
+            + syslog(now - 98, "eth0: one line between")
+            + syslog(now - 97, full) + noise
+            + syslog(now - 80, "net_ratelimit: 33 callbacks suppressed")  # the incident's end
+            + noise)
+    store = events.Events({}, now, "/nonexistent")
+    feed(store, data, blocks)
+    assert [events.count(row) for row in store.data["supp"]] == [22, 33]
+    assert sum(events.count(row) for row in store.data["events"]) == 2
+    assert store.ignored_suppressed == 0
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 40])
+def test_table_full_lines_more_than_the_interval_apart_have_every_count_between(blocks):
+    now = time.time()
+    full = "nf_conntrack: nf_conntrack: table full, dropping packet"
+    noise = b"".join(syslog(now - 100, f"eth0: noise {n} " + "x" * 60) for n in range(40))
+    data = (syslog(now - 100, full) + noise
+            + syslog(now - 100, "net_ratelimit: 11 callbacks suppressed") + noise
+            + syslog(now - 90, full) + noise
+            + syslog(now - 90, "net_ratelimit: 33 callbacks suppressed") + noise)
+    store = events.Events({}, now, "/nonexistent")
+    feed(store, data, blocks)
+    assert [events.count(row) for row in store.data["supp"]] == [11, 33]
+    assert [line.split("kernel: ")[1][:18] for _, line in store.data["lines"]] == \
+        ["nf_conntrack: nf_c", "net_ratelimit: 11 ", "nf_conntrack: nf_c", "net_ratelimit: 33 "]

@@ -42,8 +42,17 @@ EARLY = 5.0
 SLACK = 60.0
 # Entries kept in each of Events' caches (a few hundred KiB at most).
 CACHE = 4096
-# Stretches this close are searched as one (fewer calls; a few lines between).
-MERGE = 4096
+# net_ratelimit's interval (net.core.message_cost, 5 s): the kernel prints "N callbacks
+# suppressed" in the first call after it, right before that call's own message. While
+# table-full lines come at most this far apart, conntrack keeps calling, and that call
+# is conntrack's: only the NEAR lines before each table-full line can hold a count
+# (the count's record and the table-full one are written by one CPU one after the
+# other; other CPUs or writers may put a line or two between them in a syslog file):
+# NEAR bytes, the count's line of about 90 and a few short lines.
+RATE = 5.0
+NEAR = 512
+# Bytes of lines kept from one block for the next while undecided (see _block_ends).
+PENDING = 4 << 20
 # stretch_end stops bisecting at this many bytes (a few lines of any length).
 BISECT_TO = 4096
 # Counts are kept per second for this long, then per minute: the state of a
@@ -84,6 +93,8 @@ class Events:
         # The last_ct after which this run's lines were found to be too late for
         # attribution; later ones are later still (see _stretches).
         self._too_late_after: float | None = None
+        self._open: float | None = None  # the table-full line whose stretch add_block is in
+        self._pending: bytearray | None = None  # lines of a stretch not searched yet (_block_ends)
         for key in ("events", "expect", "supp", "gaps", "lines"):
             data.setdefault(key, [])
         data.setdefault("names", {})
@@ -109,98 +120,232 @@ class Events:
 
         One search over every byte, for CONNTRACK_KEY; the time is read
         only from the lines it finds. "suppressed" lines are searched for
-        only in the stretches after table-full lines where they can still
-        be attributed (see _stretches), not in the rest of the block.
+        only where they can still be attributed (see _suppressed_between),
+        not in the rest of the block. A table-full line that says what the
+        one before it said, stamped as it was, costs a few comparisons:
+        dense incidents put a hundred thousand such lines in a GiB.
         """
         size = len(buffer) if size is None else size
-        hits = []
-        find, key = buffer.find, logmsg.CONNTRACK_KEY
+        find, rfind, startswith = buffer.find, buffer.rfind, buffer.startswith
+        key, supp_key = logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY
+        data = self.data
+        since = self.since if self.since is not None else float("-inf")
+        rows = data["events"]
+        row = rows[-1] if rows else None
+        last_ct = data.get("last_ct")
+        opened = None if last_ct == self._too_late_after else last_ct  # see self._open
+        full, rate, near = TABLE_FULL, RATE, NEAR
+        # The lines counted, for data["lines"]: table-full ones as `last` below, others
+        # as (when, text).
+        counted: list = []
+        last = None  # (when, netns, start, end) of the newest table-full line counted
+        tail = stamp = b""  # the text of the last table-full line found, from cut on; its stamp
+        tail_said = when = second = None
+        fixed = True  # the stamp is a fixed-length key (no space to check after it)
+        any_full = False
+        lo = 0  # the lines after the last one found start here
         at = find(key, 0, size)
         while at >= 0:
-            start = buffer.rfind(b"\n", 0, at) + 1
-            end = find(b"\n", at, size) + 1 or size
-            found = self.line_at(buffer, start, end, at)
-            if found is not None:
-                hits.append((start, found))
+            cut = at - 2
+            if tail and startswith(tail, cut):  # as the last table-full line: the end is known
+                end = cut + len(tail)
+                start = rfind(b"\n", 0, cut) + 1
+                said = tail_said
+            else:
+                start = rfind(b"\n", 0, at) + 1
+                end = find(b"\n", at, size) + 1 or size
+                said = self._said_at(buffer, start, end, cut)
+                if said is None:
+                    at = find(key, end, size)
+                    continue
+                if said[0] == TABLE_FULL and cut >= start and buffer[end - 1] == 10:
+                    tail, tail_said = bytes(buffer[cut:end]), said
+            if not (stamp and startswith(stamp, start) and
+                    (fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" ")):
+                stamp, fixed = self._stamp_at(buffer, start, end)
+                when = self._time_of_stamp(stamp)
+                second = int(when)
+            kind = said[0]
+            if self._pending is not None:  # the lines before this one, from earlier blocks
+                data["last_ct"], self._open = last_ct, opened
+                self._pending_before(kind, when, start, counted)
+                opened = self._open
+            if opened is not None and lo < start:
+                if kind == full and when - opened <= rate:
+                    # only the NEAR bytes before it (see RATE)
+                    window = start - near if start - near > lo else lo
+                    if find(supp_key, window, start) >= 0:
+                        data["last_ct"], self._open = last_ct, opened
+                        self._suppressed_in(buffer, window, start, counted)
+                else:
+                    data["last_ct"], self._open = last_ct, opened
+                    self._suppressed_between(buffer, lo, start, kind, when, counted)
+                    opened = self._open
+            if kind == full:
+                any_full = True
+                opened = last_ct = when
+                if when >= since:
+                    netns = said[1]
+                    if row is not None and row[0] == second and row[1] == netns:
+                        row[2] += 1
+                    else:
+                        self.name(netns)
+                        row = [second, netns, 1]
+                        rows.append(row)
+                    last = (when, netns, start, end)
+                    counted.append(last)
+            else:
+                if last_ct is not None:
+                    data["last_ct"] = last_ct
+                self._take(kind, said[2], when, buffer, start, end, counted)
+            lo = end
             at = find(key, end, size)
-        stretches = self._stretches(buffer, size, hits)
-        if stretches:
-            seen = {start for start, _ in hits}
-            for lo, hi in stretches:
-                for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
-                    found = None if start in seen else self.line_at(buffer, start, end)
-                    if found is not None and found.kind == SUPPRESSED:
-                        hits.append((start, found))
-            hits.sort(key=_first)
-        for _, found in hits:
-            self.add(found)
+        if last_ct is not None:
+            data["last_ct"] = last_ct
+        self._open = opened
+        if opened is not None and lo < size:
+            self._block_ends(buffer, lo, size, counted)
+        if self._open is None and last_ct is not None and not any_full:
+            self._too_late_after = last_ct
+        if last is not None:
+            data["last"] = [last[0], last[1], logmsg.line_text(bytes(buffer[last[2]:last[3]]))]
+        self._keep_lines(buffer, counted)
 
-    def line_at(self, buffer, start: int, end: int, at: int = -1) -> LogLine | None:
-        """What the line ``buffer[start:end]`` says, with its time; None: nothing counted.
+    def flush(self) -> None:
+        """The end of the log (for now): search what add_block left undecided."""
+        pending, self._pending = self._pending, None
+        if pending is not None and self._open is not None:
+            counted: list = []
+            self._suppressed_between(pending, 0, len(pending), None, None, counted)
+            self._keep_lines(pending, counted)
 
-        ``at``: where CONNTRACK_KEY is in it, if known. Lines that differ only
-        before their first key word (time, host, kernel timestamp) say the
-        same: what they say is worked out once.
+    def _keep_lines(self, buffer, counted: list) -> None:
+        """The newest MAX_LINES of the lines counted, as text, in data["lines"]."""
+        if counted:
+            lines = self.data["lines"]
+            lines.extend([item[0], item[1] if len(item) == 2 else
+                          logmsg.line_text(bytes(buffer[item[2]:item[3]]))]
+                         for item in counted[-MAX_LINES:])
+            del lines[:-MAX_LINES]
+
+    def _block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
+        """The lines after the last one found, in a stretch: searched now, or kept (up to
+        PENDING bytes) while the next table-full line may still come within RATE, which
+        would leave only the NEAR bytes before it to search (see RATE)."""
+        pending = self._pending
+        last_line = buffer.rfind(b"\n", lo, size - 1) + 1 or lo
+        when = self._time_of_stamp(self._stamp_at(buffer, last_line, size)[0])
+        kept = len(pending) if pending is not None else 0
+        if when - self._open <= RATE and kept + size - lo <= PENDING:
+            if pending is None:
+                self._pending = bytearray(memoryview(buffer)[lo:size])
+            else:
+                pending += memoryview(buffer)[lo:size]
+            return
+        if pending is not None:
+            self._pending = None
+            self._suppressed_between(pending, 0, kept, None, None, counted)
+            if self._open is None:
+                return
+        self._suppressed_between(buffer, lo, size, None, None, counted)
+
+    def _pending_before(self, kind: str, when: float, start: int, counted: list) -> None:
+        """Decide on the lines kept from earlier blocks, now that the line found at
+        ``start`` of this block is known: only their last bytes before a table-full line
+        within RATE, else all of them (as far as the stretch goes)."""
+        pending, self._pending = self._pending, None
+        if self._open is None:
+            return
+        if kind == TABLE_FULL and when - self._open <= RATE:
+            window = len(pending) - (NEAR - start)
+            if window < len(pending) and pending.find(logmsg.SUPPRESSED_KEY, max(0, window)) >= 0:
+                self._suppressed_in(pending, max(0, window), len(pending), counted)
+        else:
+            self._suppressed_between(pending, 0, len(pending), None, None, counted)
+
+    def _suppressed_between(self, buffer, lo: int, hi: int, kind, when, counted: list) -> None:
+        """Count the "suppressed" lines of ``buffer[lo:hi]`` (no line found there) that can
+        still be attributed to the table-full line at ``self._open``: up to ATTRIBUTE +
+        SLACK after it (to a few KiB).
+
+        ``kind``/``when``: the line found at ``hi`` (None: the block ends there).
         """
-        if at < 0:
-            at = buffer.find(logmsg.CONNTRACK_KEY, start, end)
-        cut = at - 2
+        limit = self._open + ATTRIBUTE + SLACK
+        stop = hi if kind is not None and when <= limit else \
+            self.stretch_end(buffer, lo, hi, limit)
+        if stop < hi:
+            self._open = None
+        self._suppressed_in(buffer, lo, stop, counted)
+
+    def _suppressed_in(self, buffer, lo: int, hi: int, counted: list) -> None:
+        for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
+            found = self.line_at(buffer, start, end)
+            if found is not None and found.kind == SUPPRESSED:
+                self._take(SUPPRESSED, found.count, found.when, buffer, start, end, counted)
+
+    def _take(self, kind: str, n: int, when: float, buffer, start: int, end: int,
+              counted: list) -> None:
+        """An expectation or suppressed line of add_block (as add() does)."""
+        data = self.data
+        if self.since is not None and when < self.since:
+            return
+        if kind == EXPECT_FULL:
+            data["expect"].append([int(when), 1])
+        else:
+            last_ct = data.get("last_ct")
+            if last_ct is None or not -EARLY <= when - last_ct <= ATTRIBUTE:
+                self.ignored_suppressed += 1
+                return
+            data["supp"].append([int(when), n])
+        counted.append((when, logmsg.line_text(bytes(buffer[start:end]))))
+
+    def _said_at(self, buffer, start: int, end: int, cut: int) -> tuple | None:
+        """(kind, netns, count) of the line ``buffer[start:end]``, None: nothing counted.
+
+        ``cut``: two bytes before its first CONNTRACK_KEY. Lines that differ only
+        before that (time, host, kernel timestamp) say the same: worked out once.
+        """
         if cut < start or buffer.find(b"suppressed", start, cut) >= 0:
             found = logmsg.classify(bytes(buffer[start:end]))
-        else:
-            tail = bytes(buffer[cut:end])
-            said = self._said.get(tail, False)
-            if said is False:
-                found = logmsg.classify(bytes(buffer[start:end]))
-                said = self._said[tail] = found and (found.kind, found.netns, found.count)
-                if len(self._said) > CACHE:
-                    self._said.clear()
-            elif said is None:
-                return None
-            else:
-                found = LogLine(said[0], logmsg.line_text(bytes(buffer[start:end])), said[1],
-                                said[2])
+            return found and (found.kind, found.netns, found.count)
+        tail = bytes(buffer[cut:end])
+        said = self._said.get(tail, False)
+        if said is False:
+            found = logmsg.classify(bytes(buffer[start:end]))
+            said = self._said[tail] = found and (found.kind, found.netns, found.count)
+            if len(self._said) > CACHE:
+                self._said.clear()
+        return said
+
+    def line_at(self, buffer, start: int, end: int) -> LogLine | None:
+        """What the line ``buffer[start:end]`` says, with its time; None: nothing counted."""
+        found = logmsg.classify(bytes(buffer[start:end]))
         if found is not None:
-            found.when = self.time_of(found.line)
+            found.when = self._time_of_stamp(self._stamp_at(buffer, start, end)[0])
         return found
 
-    def time_of(self, line: str) -> float:
-        """The time at the start of a syslog line (now when it has none)."""
-        stamp = line[:15] if line[:1].isalpha() else line.partition(" ")[0]
+    @staticmethod
+    def _stamp_at(buffer, start: int, end: int) -> tuple[bytes, bool]:
+        """The bytes that hold the time stamp of the line at ``start`` (and whether that
+        key has a fixed length): ``Mmm dd HH:MM:SS``; an RFC 3339 time up to the space
+        after it; with a <PRI> first, 48 bytes (rare in files)."""
+        first = buffer[start:start + 1]
+        if first.isalpha():
+            return bytes(buffer[start:min(start + 15, end)]), True
+        if first == b"<":
+            return bytes(buffer[start:min(start + 48, end)]), True
+        space = buffer.find(b" ", start + 11, end)
+        return bytes(buffer[start:space if space >= 0 else end]), False
+
+    def _time_of_stamp(self, stamp: bytes) -> float:
+        """The time of a stamp from _stamp_at (now when it holds none)."""
         when = self._times.get(stamp)
         if when is None:
-            when = self._times[stamp] = logmsg.syslog_time(line, self.now) or self.now
+            when = self._times[stamp] = logmsg.syslog_time(
+                stamp.decode("ascii", "replace"), self.now) or self.now
             if len(self._times) > CACHE:
                 self._times.clear()
         return when
-
-    def _stretches(self, buffer, size: int, hits: list) -> list[tuple[int, int]]:
-        """The parts of ``buffer[:size]`` where a "suppressed" line may still be attributed:
-        from a table-full line (or the block's start) up to ATTRIBUTE + SLACK after it."""
-        last = self.data.get("last_ct")
-        if last == self._too_late_after:
-            last = None
-        stretches: list[tuple[int, int]] = []
-        at = 0
-        for start, found in [*hits, (size, None)]:
-            if last is not None and at < start:
-                limit = last + ATTRIBUTE + SLACK
-                stop = start if found is not None and found.when <= limit else \
-                    self.stretch_end(buffer, at, start, limit)
-                if stop > at:
-                    if stretches and stretches[-1][1] >= at - MERGE:
-                        at = stretches.pop()[0]  # one search where the lines between are few
-                    stretches.append((at, stop))
-                if stop < start:
-                    last = None
-            if found is not None:
-                if found.kind == TABLE_FULL:
-                    last = found.when
-                at = buffer.find(b"\n", start, size) + 1 or size
-        if last is None and self.data.get("last_ct") is not None and not any(
-                found.kind == TABLE_FULL for _, found in hits):
-            self._too_late_after = self.data.get("last_ct")
-        return stretches
 
     def stretch_end(self, buffer, start: int, end: int, limit: float) -> int:
         """Where the lines of ``buffer[start:end]`` pass ``limit`` (to a few KiB): bisection

@@ -114,6 +114,7 @@ def read_files(files, pos: dict, events, result: ReadResult, opts: LogOptions, f
                                           events.now, result)
         except OSError as exc:
             raise unreadable(path, exc) from None
+    events.flush()
     if result.unread:
         result.backlog = (f"backlog: {result.unread} bytes not read yet (budget "
                           f"{opts.max_bytes} bytes / {opts.timeout}s per run); the next run "
