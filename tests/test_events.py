@@ -149,3 +149,12 @@ def test_table_full_lines_more_than_the_interval_apart_have_every_count_between(
     assert [events.count(row) for row in store.data["supp"]] == [11, 33]
     assert [line.split("kernel: ")[1][:18] for _, line in store.data["lines"]] == \
         ["nf_conntrack: nf_c", "net_ratelimit: 11 ", "nf_conntrack: nf_c", "net_ratelimit: 33 "]
+
+
+def test_lines_stamped_in_rfc_3339_with_a_space_keep_their_own_times():
+    now = time.time()
+    store = events.Events({}, now, "/nonexistent")
+    store.add_block(b"".join(
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - ago)).encode()
+        + b" fw kernel: nf_conntrack: table full, dropping packet\n" for ago in (100, 50)))
+    assert [events.when(row) for row in store.data["events"]] == [int(now - 100), int(now - 50)]
