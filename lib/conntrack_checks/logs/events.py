@@ -136,18 +136,21 @@ class Events:
         opened = None if last_ct == self._too_late_after else last_ct  # see self._open
         full, rate, near = TABLE_FULL, RATE, NEAR
         # The lines counted, for data["lines"]: table-full ones as `last` below, others
-        # as (when, text).
+        # as (when, None, start, end, buffer) (a buffer kept from an earlier block).
         counted: list = []
         last = None  # (when, netns, start, end) of the newest table-full line counted
-        tail = stamp = b""  # the text of the last table-full line found, from cut on; its stamp
+        # The text of the last table-full line found from cut on (at first one that
+        # cannot match: no key after its 2 bytes), its time stamp (no line starts with
+        # a newline) and whether that has a fixed length (no space to check after it).
+        tail, stamp, fixed = b"--" + bytes(len(key)), b"\n", True
         tail_said = when = second = None
-        fixed = True  # the stamp is a fixed-length key (no space to check after it)
+        pending = self._pending is not None
         any_full = False
         lo = 0  # the lines after the last one found start here
         at = find(key, 0, size)
         while at >= 0:
             cut = at - 2
-            if tail and startswith(tail, cut):  # as the last table-full line: the end is known
+            if startswith(tail, cut):  # as the last table-full line: the end is known
                 end = cut + len(tail)
                 start = rfind(b"\n", 0, cut) + 1
                 said = tail_said
@@ -160,23 +163,24 @@ class Events:
                     continue
                 if said[0] == TABLE_FULL and cut >= start and buffer[end - 1] == 10:
                     tail, tail_said = bytes(buffer[cut:end]), said
-            if not (stamp and startswith(stamp, start) and
+            if not (startswith(stamp, start) and
                     (fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" ")):
                 stamp, fixed = self._stamp_at(buffer, start, end)
                 when = self._time_of_stamp(stamp)
                 second = int(when)
             kind = said[0]
-            if self._pending is not None:  # the lines before this one, from earlier blocks
+            if pending:  # the lines before this one, from earlier blocks
+                pending = False
                 data["last_ct"], self._open = last_ct, opened
                 self._pending_before(kind, when, start, counted)
                 opened = self._open
             if opened is not None and lo < start:
                 if kind == full and when - opened <= rate:
                     # only the NEAR bytes before it (see RATE)
-                    window = start - near if start - near > lo else lo
-                    if find(supp_key, window, start) >= 0:
-                        data["last_ct"], self._open = last_ct, opened
-                        self._suppressed_in(buffer, window, start, counted)
+                    found = find(supp_key, start - near if start - near > lo else lo, start)
+                    if found >= 0:
+                        data["last_ct"] = last_ct
+                        self._suppressed_from(buffer, found, lo, start, counted)
                 else:
                     data["last_ct"], self._open = last_ct, opened
                     self._suppressed_between(buffer, lo, start, kind, when, counted)
@@ -223,9 +227,9 @@ class Events:
         """The newest MAX_LINES of the lines counted, as text, in data["lines"]."""
         if counted:
             lines = self.data["lines"]
-            lines.extend([item[0], item[1] if len(item) == 2 else
-                          logmsg.line_text(bytes(buffer[item[2]:item[3]]))]
-                         for item in counted[-MAX_LINES:])
+            for item in counted[-MAX_LINES:]:
+                source = item[4] if len(item) == 5 else buffer
+                lines.append([item[0], logmsg.line_text(bytes(source[item[2]:item[3]]))])
             del lines[:-MAX_LINES]
 
     def _block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
@@ -258,8 +262,10 @@ class Events:
             return
         if kind == TABLE_FULL and when - self._open <= RATE:
             window = len(pending) - (NEAR - start)
-            if window < len(pending) and pending.find(logmsg.SUPPRESSED_KEY, max(0, window)) >= 0:
-                self._suppressed_in(pending, max(0, window), len(pending), counted)
+            if window < len(pending):
+                found = pending.find(logmsg.SUPPRESSED_KEY, max(0, window))
+                if found >= 0:
+                    self._suppressed_from(pending, found, 0, len(pending), counted)
         else:
             self._suppressed_between(pending, 0, len(pending), None, None, counted)
 
@@ -277,11 +283,26 @@ class Events:
             self._open = None
         self._suppressed_in(buffer, lo, stop, counted)
 
+    def _suppressed_from(self, buffer, at: int, lo: int, hi: int, counted: list) -> None:
+        """The counts of the lines of ``buffer[lo:hi]`` (between lines add_block found)
+        that hold SUPPRESSED_KEY, from the one at ``at`` on."""
+        while at >= 0:
+            start = buffer.rfind(b"\n", lo, at) + 1 or lo
+            end = buffer.find(b"\n", at, hi) + 1 or hi
+            n = logmsg.suppressed_count(bytes(buffer[start:end]))
+            if n is not None:
+                when = self._time_of_stamp(self._stamp_at(buffer, start, end)[0])
+                self._take(SUPPRESSED, n, when, buffer, start, end, counted)
+            at = buffer.find(logmsg.SUPPRESSED_KEY, end, hi)
+
     def _suppressed_in(self, buffer, lo: int, hi: int, counted: list) -> None:
+        """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
+        of them holds CONNTRACK_KEY with a message, so a count is all one can say."""
         for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
-            found = self.line_at(buffer, start, end)
-            if found is not None and found.kind == SUPPRESSED:
-                self._take(SUPPRESSED, found.count, found.when, buffer, start, end, counted)
+            n = logmsg.suppressed_count(bytes(buffer[start:end]))
+            if n is not None:
+                when = self._time_of_stamp(self._stamp_at(buffer, start, end)[0])
+                self._take(SUPPRESSED, n, when, buffer, start, end, counted)
 
     def _take(self, kind: str, n: int, when: float, buffer, start: int, end: int,
               counted: list) -> None:
@@ -297,7 +318,7 @@ class Events:
                 self.ignored_suppressed += 1
                 return
             data["supp"].append([int(when), n])
-        counted.append((when, logmsg.line_text(bytes(buffer[start:end]))))
+        counted.append((when, None, start, end, buffer))
 
     def _said_at(self, buffer, start: int, end: int, cut: int) -> tuple | None:
         """(kind, netns, count) of the line ``buffer[start:end]``, None: nothing counted.
@@ -316,13 +337,6 @@ class Events:
             if len(self._said) > CACHE:
                 self._said.clear()
         return said
-
-    def line_at(self, buffer, start: int, end: int) -> LogLine | None:
-        """What the line ``buffer[start:end]`` says, with its time; None: nothing counted."""
-        found = logmsg.classify(bytes(buffer[start:end]))
-        if found is not None:
-            found.when = self._time_of_stamp(self._stamp_at(buffer, start, end)[0])
-        return found
 
     @staticmethod
     def _stamp_at(buffer, start: int, end: int) -> tuple[bytes, bool]:

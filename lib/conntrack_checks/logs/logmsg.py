@@ -74,7 +74,7 @@ def classify(line: bytes) -> LogLine | None:
         full = _table_full(message)
         if full:
             return LogLine(TABLE_FULL, line_text(line), full[0])
-    count = _suppressed(line)
+    count = suppressed_count(line)
     if count is not None:
         return LogLine(SUPPRESSED, line_text(line), count=count)
     for message in _conntrack_messages(line):
@@ -108,7 +108,7 @@ def _table_full(message: bytes) -> tuple[int | None] | None:
     return None
 
 
-def _suppressed(line: bytes) -> int | None:
+def suppressed_count(line: bytes) -> int | None:
     """N of the first "net_ratelimit: N callbacks suppressed" (or older spelling), else None."""
     first = None
     for prefix, words in _SUPPRESSED:
