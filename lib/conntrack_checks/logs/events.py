@@ -135,10 +135,12 @@ class Events:
         last_ct = data.get("last_ct")
         opened = None if last_ct == self._too_late_after else last_ct  # see self._open
         full, rate, near = TABLE_FULL, RATE, NEAR
-        # The lines counted, for data["lines"]: table-full ones as `last` below, others
-        # as (when, None, start, end, buffer) (a buffer kept from an earlier block).
+        # The lines counted, for data["lines"]: table-full ones by where they start,
+        # others as (when, None, start, end, buffer) (a buffer kept from an earlier block).
         counted: list = []
-        last = None  # (when, netns, start, end) of the newest table-full line counted
+        last = None  # (when, netns) of the newest table-full line counted
+        last_end = 0  # where it ends (the loop has no time to say more)
+        run = None  # its count row, while each line found is a table-full one just like it
         # The text of the last table-full line found from cut on (at first one that
         # cannot match: no key after its 2 bytes), its time stamp (no line starts with
         # a newline) and whether that has a fixed length (no space to check after it).
@@ -153,7 +155,21 @@ class Events:
             if startswith(tail, cut):  # as the last table-full line: the end is known
                 end = cut + len(tail)
                 start = rfind(b"\n", 0, cut) + 1
-                said = tail_said
+                if run is not None and startswith(stamp, start) and (
+                        fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" "):
+                    # The same text and time as the table-full line found last: the same
+                    # count row, a stretch still open (when - opened is 0).
+                    if lo < start:
+                        found = find(supp_key, start - near if start - near > lo else lo, start)
+                        if found >= 0:
+                            data["last_ct"] = last_ct
+                            self._suppressed_from(buffer, found, lo, start, counted)
+                    run[2] += 1
+                    counted.append(start)
+                    last_end = lo = end
+                    at = find(key, end, size)
+                    continue
+                said, like_tail = tail_said, True
             else:
                 start = rfind(b"\n", 0, at) + 1
                 end = find(b"\n", at, size) + 1 or size
@@ -161,7 +177,8 @@ class Events:
                 if said is None:
                     at = find(key, end, size)
                     continue
-                if said[0] == TABLE_FULL and cut >= start and buffer[end - 1] == 10:
+                like_tail = said[0] == TABLE_FULL and cut >= start and buffer[end - 1] == 10
+                if like_tail:
                     tail, tail_said = bytes(buffer[cut:end]), said
             if not (startswith(stamp, start) and
                     (fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" ")):
@@ -185,6 +202,7 @@ class Events:
                     data["last_ct"], self._open = last_ct, opened
                     self._suppressed_between(buffer, lo, start, kind, when, counted)
                     opened = self._open
+            run = None
             if kind == full:
                 any_full = True
                 opened = last_ct = when
@@ -196,8 +214,11 @@ class Events:
                         self.name(netns)
                         row = [second, netns, 1]
                         rows.append(row)
-                    last = (when, netns, start, end)
-                    counted.append(last)
+                    last = (when, netns)
+                    counted.append(start)
+                    last_end = end
+                    if like_tail:
+                        run = row
             else:
                 if last_ct is not None:
                     data["last_ct"] = last_ct
@@ -211,9 +232,10 @@ class Events:
             self._block_ends(buffer, lo, size, counted)
         if self._open is None and last_ct is not None and not any_full:
             self._too_late_after = last_ct
-        if last is not None:
-            data["last"] = [last[0], last[1], logmsg.line_text(bytes(buffer[last[2]:last[3]]))]
-        self._keep_lines(buffer, counted)
+        if last is not None:  # last_end: the end of that line
+            start = rfind(b"\n", 0, last_end - 1) + 1
+            data["last"] = [*last, logmsg.line_text(bytes(buffer[start:last_end]))]
+        self._keep_lines(buffer, size, counted)
 
     def flush(self) -> None:
         """The end of the log (for now): search what add_block left undecided."""
@@ -221,15 +243,18 @@ class Events:
         if pending is not None and self._open is not None:
             counted: list = []
             self._suppressed_between(pending, 0, len(pending), None, None, counted)
-            self._keep_lines(pending, counted)
+            self._keep_lines(pending, len(pending), counted)
 
-    def _keep_lines(self, buffer, counted: list) -> None:
+    def _keep_lines(self, buffer, size: int, counted: list) -> None:
         """The newest MAX_LINES of the lines counted, as text, in data["lines"]."""
         if counted:
             lines = self.data["lines"]
             for item in counted[-MAX_LINES:]:
-                source = item[4] if len(item) == 5 else buffer
-                lines.append([item[0], logmsg.line_text(bytes(source[item[2]:item[3]]))])
+                if isinstance(item, int):  # a table-full line of this buffer starts there
+                    end = buffer.find(b"\n", item, size) + 1 or size
+                    when = self._time_of_stamp(self._stamp_at(buffer, item, end)[0])
+                    item = (when, None, item, end, buffer)
+                lines.append([item[0], logmsg.line_text(bytes(item[4][item[2]:item[3]]))])
             del lines[:-MAX_LINES]
 
     def _block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
