@@ -135,7 +135,7 @@ class Events:
         last_ct = data.get("last_ct")
         opened = None if last_ct == self._too_late_after else last_ct  # see self._open
         full, rate, near = TABLE_FULL, RATE, NEAR
-        # The lines counted, for data["lines"]: table-full ones by where they start,
+        # The lines counted, for data["lines"]: table-full ones by a position in them,
         # others as (when, None, start, end, buffer) (a buffer kept from an earlier block).
         counted: list = []
         last = None  # (when, netns) of the newest table-full line counted
@@ -160,12 +160,12 @@ class Events:
                     # The same text and time as the table-full line found last: the same
                     # count row, a stretch still open (when - opened is 0).
                     if lo < start:
-                        found = find(supp_key, start - near if start - near > lo else lo, start)
+                        found = find(supp_key, cut - near if cut - near > lo else lo, start)
                         if found >= 0:
                             data["last_ct"] = last_ct
                             self._suppressed_from(buffer, found, lo, start, counted)
                     run[2] += 1
-                    counted.append(start)
+                    counted.append(cut)
                     last_end = lo = end
                     at = find(key, end, size)
                     continue
@@ -193,8 +193,8 @@ class Events:
                 opened = self._open
             if opened is not None and lo < start:
                 if kind == full and when - opened <= rate:
-                    # only the NEAR bytes before it (see RATE)
-                    found = find(supp_key, start - near if start - near > lo else lo, start)
+                    # only the NEAR bytes before its message (see RATE)
+                    found = find(supp_key, cut - near if cut - near > lo else lo, start)
                     if found >= 0:
                         data["last_ct"] = last_ct
                         self._suppressed_from(buffer, found, lo, start, counted)
@@ -247,15 +247,21 @@ class Events:
 
     def _keep_lines(self, buffer, size: int, counted: list) -> None:
         """The newest MAX_LINES of the lines counted, as text, in data["lines"]."""
-        if counted:
-            lines = self.data["lines"]
-            for item in counted[-MAX_LINES:]:
-                if isinstance(item, int):  # a table-full line of this buffer starts there
-                    end = buffer.find(b"\n", item, size) + 1 or size
-                    when = self._time_of_stamp(self._stamp_at(buffer, item, end)[0])
-                    item = (when, None, item, end, buffer)
+        if not counted:
+            return
+        lines = self.data["lines"]
+        stamp, fixed, when = b"\n", True, 0.0  # no line starts with a newline
+        for item in counted[-MAX_LINES:]:
+            if isinstance(item, int):  # a table-full line of this buffer, up to its key
+                start = buffer.rfind(b"\n", 0, item) + 1
+                end = buffer.find(b"\n", item, size) + 1 or size
+                if not (buffer.startswith(stamp, start) and fixed):
+                    stamp, fixed = self._stamp_at(buffer, start, end)
+                    when = self._time_of_stamp(stamp)
+                lines.append([when, logmsg.line_text(bytes(buffer[start:end]))])
+            else:
                 lines.append([item[0], logmsg.line_text(bytes(item[4][item[2]:item[3]]))])
-            del lines[:-MAX_LINES]
+        del lines[:-MAX_LINES]
 
     def _block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
         """The lines after the last one found, in a stretch: searched now, or kept (up to
