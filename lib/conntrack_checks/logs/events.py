@@ -317,14 +317,15 @@ class Events:
     def _suppressed_from(self, buffer, at: int, lo: int, hi: int, counted: list) -> None:
         """The counts of the lines of ``buffer[lo:hi]`` (between lines add_block found)
         that hold SUPPRESSED_KEY, from the one at ``at`` on."""
+        find = buffer.find
         while at >= 0:
             start = buffer.rfind(b"\n", lo, at) + 1 or lo
-            end = buffer.find(b"\n", at, hi) + 1 or hi
+            end = find(b"\n", at, hi) + 1 or hi
             n = logmsg.suppressed_count(bytes(buffer[start:end]))
             if n is not None:
                 when = self._time_of_stamp(self._stamp_at(buffer, start, end)[0])
                 self._take(SUPPRESSED, n, when, buffer, start, end, counted)
-            at = buffer.find(logmsg.SUPPRESSED_KEY, end, hi)
+            at = find(logmsg.SUPPRESSED_KEY, end, hi)
 
     def _suppressed_in(self, buffer, lo: int, hi: int, counted: list) -> None:
         """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
@@ -342,13 +343,18 @@ class Events:
         if self.since is not None and when < self.since:
             return
         if kind == EXPECT_FULL:
-            data["expect"].append([int(when), 1])
+            rows, n = data["expect"], 1
         else:
             last_ct = data.get("last_ct")
             if last_ct is None or not -EARLY <= when - last_ct <= ATTRIBUTE:
                 self.ignored_suppressed += 1
                 return
-            data["supp"].append([int(when), n])
+            rows = data["supp"]
+        second = int(when)
+        if rows and rows[-1][0] == second:  # one row a second: memory stays flat
+            rows[-1][1] += n
+        else:
+            rows.append([second, n])
         counted.append((when, None, start, end, buffer))
 
     def _said_at(self, buffer, start: int, end: int, cut: int) -> tuple | None:

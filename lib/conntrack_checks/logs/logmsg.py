@@ -110,6 +110,11 @@ def _table_full(message: bytes) -> tuple[int | None] | None:
 
 def suppressed_count(line: bytes) -> int | None:
     """N of the first "net_ratelimit: N callbacks suppressed" (or older spelling), else None."""
+    at = line.find(_SUPPRESSED[0][0])  # the spelling of every kernel since 2.6.33, alone
+    if at >= 0 and b"ratelimit: " not in line[:at] and b"printk: " not in line[:at]:
+        digits, _, rest = line[at + len(_SUPPRESSED[0][0]):].partition(b" ")
+        if digits.isdigit() and rest.startswith(_SUPPRESSED[0][1]):
+            return int(digits)
     first = None
     for prefix, words in _SUPPRESSED:
         at = line.find(prefix)
