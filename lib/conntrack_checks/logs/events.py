@@ -45,12 +45,14 @@ CACHE = 4096
 # net_ratelimit's interval (net.core.message_cost, 5 s): the kernel prints "N callbacks
 # suppressed" in the first call after it, right before that call's own message. While
 # table-full lines come at most this far apart, conntrack keeps calling, and that call
-# is conntrack's: only the NEAR lines before each table-full line can hold a count
-# (the count's record and the table-full one are written by one CPU one after the
-# other; other CPUs or writers may put a line or two between them in a syslog file):
-# NEAR bytes, the count's line of about 90 and a few short lines.
+# is conntrack's: a count is looked for only in the NEAR bytes before each table-full
+# message. The count's record and the table-full one are written by one CPU one after
+# the other (lib/ratelimit.c, net/core/utils.c); other CPUs' table-full lines may come
+# between (each is searched before too), and in a file of every facility another
+# writer's line. NEAR holds the count's line (about 90 bytes and the host name) and
+# about one more.
 RATE = 5.0
-NEAR = 512
+NEAR = 256
 # Bytes of lines kept from one block for the next while undecided (see _block_ends).
 PENDING = 4 << 20
 # stretch_end stops bisecting at this many bytes (a few lines of any length).
