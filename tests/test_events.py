@@ -158,3 +158,15 @@ def test_lines_stamped_in_rfc_3339_with_a_space_keep_their_own_times():
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - ago)).encode()
         + b" fw kernel: nf_conntrack: table full, dropping packet\n" for ago in (100, 50)))
     assert [events.when(row) for row in store.data["events"]] == [int(now - 100), int(now - 50)]
+
+
+def test_rfc_3339_stamps_with_a_fraction_keep_it_and_their_offset():
+    now = time.time()
+    store = events.Events({}, now, "/nonexistent")
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 3600 - 100)).encode()
+    store.add_block(b"".join(
+        base + fraction + b"-01:00 fw kernel: nf_conntrack: table full, dropping packet\n"
+        for fraction in (b".25", b".750000", b".5")))
+    stamped = int(now - 100)
+    assert store.data["events"] == [[stamped, None, 3]]
+    assert [when - stamped for when, _ in store.data["lines"]] == [0.25, 0.75, 0.5]

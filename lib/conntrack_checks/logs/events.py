@@ -391,9 +391,19 @@ class Events:
         return bytes(buffer[start:space if space >= 0 else end]), False
 
     def _time_of_stamp(self, stamp: bytes) -> float:
-        """The time of a stamp from _stamp_at (now when it holds none)."""
+        """The time of a stamp from _stamp_at (now when it holds none).
+
+        RFC 3339 stamps with a fraction (rsyslog's default since Debian 12) differ on
+        every line: the time of the stamp without its fraction is what is kept.
+        """
         when = self._times.get(stamp)
         if when is None:
+            if stamp[19:20] == b"." and stamp[:1].isdigit():
+                end = len(stamp) - len(stamp[20:].lstrip(b"0123456789"))
+                if end > 20:
+                    base = self._time_of_stamp(stamp[:19] + stamp[end:])
+                    if base != self.now:
+                        return base + float(stamp[19:end])
             when = self._times[stamp] = logmsg.syslog_time(
                 stamp.decode("ascii", "replace"), self.now) or self.now
             if len(self._times) > CACHE:
