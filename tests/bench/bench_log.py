@@ -8,7 +8,9 @@
    1,000 B long, with no table-full line, a burst now and then, one in
    every 100 lines, or one long incident whose every line is stamped within
    the same minute; "callbacks suppressed" lines near the table-full lines
-   or far from them. The installed plugin reads it from the start
+   or far from them; stamped ``Mmm dd HH:MM:SS`` or, as rsyslog does since
+   Debian 12, RFC 3339 with each line's own microseconds. The installed
+   plugin reads it from the start
    (``--lookback 3650d --window 3650d``, fresh state each time) against
    ``grep -c -E '(ip|nf)_conntrack: (nf_conntrack: )?table full'``, both
    from the page cache, interleaved, medians of --scan-runs. One ratio per
@@ -65,21 +67,30 @@ STEP = 600  # seconds between blocks (more than the 5 minutes of attribution)
 
 # name: (line length (0: as the noise comes, 60-250 B), a table-full line every N lines
 # (0: none), a burst of 10 at the end of each block, suppressed lines after the table-full
-# ones, suppressed lines every 1000 lines, every block stamped the same minute)
+# ones, suppressed lines every 1000 lines, every block stamped the same minute, every
+# line stamped RFC 3339 with its own microseconds as rsyslog does since Debian 12)
 KINDS = {
-    "quiet": (0, 0, False, False, False, False),
-    "quiet-60B": (60, 0, False, False, False, False),
-    "quiet-1000B": (1000, 0, False, False, False, False),
-    "bursts": (0, 0, True, True, False, False),
-    "bursts-far-suppressed": (0, 0, True, False, True, False),
-    "one-in-100-60B": (60, 100, False, True, False, False),
-    "one-in-100-1000B": (1000, 100, False, True, False, False),
-    "incident-one-minute": (0, 10000, False, True, False, True),
+    "quiet": (0, 0, False, False, False, False, False),
+    "quiet-60B": (60, 0, False, False, False, False, False),
+    "quiet-1000B": (1000, 0, False, False, False, False, False),
+    "bursts": (0, 0, True, True, False, False, False),
+    "bursts-far-suppressed": (0, 0, True, False, True, False, False),
+    "one-in-100-60B": (60, 100, False, True, False, False, False),
+    "one-in-100-1000B": (1000, 100, False, True, False, False, False),
+    "incident-one-minute": (0, 10000, False, True, False, True, False),
+    "one-in-100-60B-rfc3339": (60, 100, False, True, False, False, True),
 }
 
 
 def text(rnd: random.Random, template: str) -> str:
     return template.format(n=rnd.randrange(100000), a=rnd.randrange(256), b=rnd.randrange(256))
+
+
+def stamp_of(kind: str, when: float) -> str:
+    """The time stamp of a line of ``kind`` to the second."""
+    if KINDS[kind][6]:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    return time.strftime(STAMP, time.localtime(when))
 
 
 def noise(rnd: random.Random, length: int) -> str:
@@ -94,15 +105,17 @@ def noise(rnd: random.Random, length: int) -> str:
 
 def block(size: int, seed: int, kind: str = "bursts", when: float | None = None) -> bytes:
     """About ``size`` bytes of syslog lines of ``kind``, all stamped ``when``."""
-    length, every, burst, near, far, _ = KINDS[kind]
+    length, every, burst, near, far, _, micro = KINDS[kind]
     rnd = random.Random(seed)
-    prefix = time.strftime(STAMP, time.localtime(when)) + " fw "
+    prefix = stamp_of(kind, when) + (".123456+00:00 fw " if micro else " fw ")
     # the line's text is cut so that the whole line has the kind's length
     room = length - len(prefix) - 1 if length else 0
     lines = []
     total = n = full = 0
     while total < size:
         n += 1
+        if micro:  # each line its own microseconds (same length)
+            prefix = prefix[:20] + f"{n % 1000000:06d}" + prefix[26:]
         if every and n % every == 0:
             body = text(rnd, TABLE_FULL)
             full += 1
@@ -128,12 +141,12 @@ def write_log(path: Path, size: int, kind: str = "bursts") -> None:
     one_minute = KINDS[kind][5]
     start = time.time() - (0 if one_minute else (size // BLOCK) * STEP)
     chunk = block(BLOCK, 1, kind, start)
-    first = time.strftime(STAMP, time.localtime(start)).encode()
+    first = stamp_of(kind, start).encode()
     with open(path, "wb") as handle:
         written = 0
         while written < size:
             later = 0 if one_minute else (written // BLOCK) * STEP
-            stamp = time.strftime(STAMP, time.localtime(start + later))
+            stamp = stamp_of(kind, start + later)
             handle.write(chunk.replace(first, stamp.encode()))
             written += len(chunk)
 
