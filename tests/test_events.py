@@ -8,7 +8,7 @@ import time
 import pytest
 from conntrack_checks.errors import ProbeError
 from conntrack_checks.kernel.sysctl import Roots
-from conntrack_checks.logs import events, journal
+from conntrack_checks.logs import events, journal, logmsg
 from log_fixtures import Log
 
 
@@ -170,3 +170,34 @@ def test_rfc_3339_stamps_with_a_fraction_keep_it_and_their_offset():
     stamped = int(now - 100)
     assert store.data["events"] == [[stamped, None, 3]]
     assert [when - stamped for when, _ in store.data["lines"]] == [0.25, 0.75, 0.5]
+
+
+def test_a_run_of_rfc_3339_stamps_gives_each_line_its_own_time():
+    # each line's time is worked out from the last stamp's when only the fraction
+    # differs: the second, the zone and the fraction's length change along the run
+    now = time.time()
+    second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 200))
+    later = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 199))
+    stamps = [f"{second}.000001+00:00", f"{second}.999999+00:00", f"{second}.5+00:00",
+              f"{second}.25+00:00", f"{second}.123456+00:00", f"{second}.123457-01:30",
+              f"{second}.654321-01:30", f"{second}.654321+0000", f"{second}.1Z",
+              f"{second}.7Z", f"{later}.7Z", f"{later}.000000Z", f"{later}.1234567+00:00",
+              f"{later}.7654321+00:00", f"{second}.7654321+00:00", f"{later}.1",
+              f"{later}.9", f"{second}.75+00:00"]
+    full = b" fw kernel: [1.5] nf_conntrack: nf_conntrack: table full, dropping packet\n"
+    noise = b" fw sshd[1]: noise\n"
+    for count in range(1, len(stamps) + 1):
+        for between in (b"", noise):
+            data = b"".join(s.encode() + full + (s.encode() + between if between else b"")
+                            for s in stamps[:count])
+            store = events.Events({}, now, "/nonexistent")
+            store.add_block(data)
+            times = [logmsg.syslog_time(s + " fw", now) for s in stamps[:count]]
+            assert store.data["last"][0] == times[-1], stamps[count - 1]
+            expected: dict = {}
+            for when in times:
+                expected[int(when)] = expected.get(int(when), 0) + 1
+            got: dict = {}
+            for row in store.data["events"]:
+                got[row[0]] = got.get(row[0], 0) + row[2]
+            assert got == expected, stamps[count - 1]

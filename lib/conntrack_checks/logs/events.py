@@ -148,6 +148,10 @@ class Events:
         # a newline) and whether that has a fixed length (no space to check after it).
         tail, stamp, fixed = b"--" + bytes(len(key)), b"\n", True
         tail_said = when = second = None
+        # RFC 3339 stamps with a fraction differ on every line: the last one's up to
+        # the fraction (no line starts with a newline), its zone and the space after
+        # it, where that starts, and its time without the fraction (see _fraction_key).
+        head, zone, zone_at, base = b"\n", b"", 0, 0.0
         pending = self._pending is not None
         any_full = False
         lo = 0  # the lines after the last one found start here
@@ -184,8 +188,15 @@ class Events:
                     tail, tail_said = bytes(buffer[cut:end]), said
             if not (startswith(stamp, start) and
                     (fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" ")):
-                stamp, fixed = self._stamp_at(buffer, start, end)
-                when = self._time_of_stamp(stamp)
+                if startswith(head, start) and startswith(zone, start + zone_at) \
+                        and buffer[start + 20:start + zone_at].isdigit():
+                    # the same second and zone as the last stamp: only its own fraction
+                    stamp = bytes(buffer[start:start + zone_at + len(zone) - 1])
+                    when = base + float(buffer[start + 19:start + zone_at])
+                else:
+                    stamp, fixed = self._stamp_at(buffer, start, end)
+                    when = self._time_of_stamp(stamp)
+                    head, zone, zone_at, base = self._fraction_key(buffer, start, stamp)
                 second = int(when)
             kind = said[0]
             if pending:  # the lines before this one, from earlier blocks
@@ -390,6 +401,28 @@ class Events:
         space = buffer.find(b" ", start + 11, end)
         return bytes(buffer[start:space if space >= 0 else end]), False
 
+    @staticmethod
+    def _fraction_end(stamp: bytes) -> int:
+        """Where the fraction of an RFC 3339 stamp from _stamp_at ends (0: it has none)."""
+        if stamp[19:20] == b"." and stamp[:1].isdigit():
+            end = len(stamp) - len(stamp[20:].lstrip(b"0123456789"))
+            if end > 20:
+                return end
+        return 0
+
+    def _fraction_key(self, buffer, start: int, stamp: bytes) -> tuple[bytes, bytes, int, float]:
+        """What add_block compares the next lines' stamps with: (the stamp up to its
+        fraction, its zone and the space after it, where that starts, the time without
+        the fraction). A line whose stamp has both (and as many digits between) is at
+        that time plus its own fraction, as _time_of_stamp says; a stamp without a
+        fraction, or one _time_of_stamp reads whole, gives a key no line has."""
+        end = self._fraction_end(stamp)
+        if end and buffer[start + len(stamp):start + len(stamp) + 1] == b" ":
+            base = self._time_of_stamp(stamp[:19] + stamp[end:])
+            if base != self.now:
+                return stamp[:20], stamp[end:] + b" ", end, base
+        return b"\n", b"", 0, 0.0
+
     def _time_of_stamp(self, stamp: bytes) -> float:
         """The time of a stamp from _stamp_at (now when it holds none).
 
@@ -398,12 +431,11 @@ class Events:
         """
         when = self._times.get(stamp)
         if when is None:
-            if stamp[19:20] == b"." and stamp[:1].isdigit():
-                end = len(stamp) - len(stamp[20:].lstrip(b"0123456789"))
-                if end > 20:
-                    base = self._time_of_stamp(stamp[:19] + stamp[end:])
-                    if base != self.now:
-                        return base + float(stamp[19:end])
+            end = self._fraction_end(stamp)
+            if end:
+                base = self._time_of_stamp(stamp[:19] + stamp[end:])
+                if base != self.now:
+                    return base + float(stamp[19:end])
             when = self._times[stamp] = logmsg.syslog_time(
                 stamp.decode("ascii", "replace"), self.now) or self.now
             if len(self._times) > CACHE:

@@ -213,13 +213,14 @@ def _rfc3339(text: str) -> float | None:
             frac = float(rest[:end])
             rest = rest[end:]
     zone = rest[:1]
-    utc = _days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + frac
+    # whole seconds first, the fraction last (as the log reader adds each line's own)
+    utc = _days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
     if zone == "Z":
-        return utc
+        return utc + frac
     digits = rest[1:3] + rest[4:6] if rest[3:4] == ":" else rest[1:5]
     if zone in ("+", "-") and len(digits) == 4 and _digits(digits):
         offset = int(digits[:2]) * 3600 + int(digits[2:]) * 60
-        return utc - offset if zone == "+" else utc + offset
+        return (utc - offset if zone == "+" else utc + offset) + frac
     try:
         return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
     except (OverflowError, ValueError):
