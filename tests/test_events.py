@@ -182,7 +182,8 @@ def test_a_run_of_rfc_3339_stamps_gives_each_line_its_own_time():
               f"{second}.25+00:00", f"{second}.123456+00:00", f"{second}.123457-01:30",
               f"{second}.654321-01:30", f"{second}.654321+0000", f"{second}.1Z",
               f"{second}.7Z", f"{later}.7Z", f"{later}.000000Z", f"{later}.1234567+00:00",
-              f"{later}.7654321+00:00", f"{second}.7654321+00:00", f"{later}.1",
+              f"{later}.7654321+00:00", f"{second}.7654321+00:00", f"{second}.123456789+00:00",
+              f"{second}.999999999+00:00", f"{later}.1",
               f"{later}.9", f"{second}.75+00:00"]
     full = b" fw kernel: [1.5] nf_conntrack: nf_conntrack: table full, dropping packet\n"
     noise = b" fw sshd[1]: noise\n"

@@ -161,15 +161,30 @@ class Events:
             if startswith(tail, cut):  # as the last table-full line: the end is known
                 end = cut + len(tail)
                 start = rfind(b"\n", 0, cut) + 1
-                if run is not None and startswith(stamp, start) and (
+                same = None
+                if run is None:
+                    pass
+                elif startswith(stamp, start) and (
                         fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" "):
-                    # The same text and time as the table-full line found last: the same
-                    # count row, a stretch still open (when - opened is 0).
+                    same = when
+                elif startswith(head, start) and startswith(zone, start + zone_at) \
+                        and buffer[start + 20:start + zone_at].isdigit():
+                    same = base + float(buffer[start + 19:start + zone_at])
+                    if int(same) != second or same < since:
+                        same = None
+                if same is not None:
+                    # The same text as the table-full line found last, in the same second
+                    # (to its fraction): the same count row, a stretch still open (when -
+                    # opened is under a second).
                     if lo < start:
                         found = find(supp_key, cut - near if cut - near > lo else lo, start)
                         if found >= 0:
                             data["last_ct"] = last_ct
                             self._suppressed_from(buffer, found, lo, start, counted)
+                    if same != when:
+                        stamp = bytes(buffer[start:start + zone_at + len(zone) - 1])
+                        when = opened = last_ct = same
+                        last = (when, last[1])
                     run[2] += 1
                     counted.append(cut)
                     last_end = lo = end
