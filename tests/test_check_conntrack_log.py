@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conntrack_checks.checks import check_conntrack_log as ccl
-from conntrack_checks.logs import events, logfile, logmsg
+from conntrack_checks.logs import blocks, events, logfile, logmsg
 from log_fixtures import Log, gzip_file, scripted_kmsg
 
 
@@ -430,7 +430,7 @@ def test_suppressed_lines_are_searched_for_only_where_they_can_count(check, log,
     _code, count, out = check("-v")
     assert count == 1 and "suppressed=60;" in out
     assert "without a table-full line" not in out  # the 50 was never searched for
-    assert 0 < sum(searched) < 100 * 80 + 2 * events.BISECT_TO < len(later) / 10, searched
+    assert 0 < sum(searched) < 100 * 80 + 2 * blocks.BISECT_TO < len(later) / 10, searched
 
 
 def test_expectation_table_full_is_its_own_finding(check, log):

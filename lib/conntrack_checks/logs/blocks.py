@@ -1,0 +1,406 @@
+"""Syslog file blocks: the conntrack lines found with one search, into an Events store.
+
+check_conntrack_log's full scan must cost about what ``grep -c`` does on any log
+(docs/benchmarks.rst), so a block of lines is searched once for CONNTRACK_KEY and
+only the lines found are parsed; "callbacks suppressed" counts are looked for only
+where they can still be attributed. The store (rows, attribution, pruning) is
+events.Events; this module finds lines and their times.
+"""
+
+from __future__ import annotations
+
+from . import logmsg
+from .events import ATTRIBUTE, MAX_LINES
+from .logmsg import SUPPRESSED, TABLE_FULL
+
+# Lines of one syslog file are in the order they were written, not strictly
+# in time order (several writers, each stamping its own lines): a block that
+# starts this much later than ATTRIBUTE allows holds no attributable line.
+SLACK = 60.0
+# Entries kept in each of Events' caches (a few hundred KiB at most).
+CACHE = 4096
+# net_ratelimit's interval (net.core.message_cost, 5 s): the kernel prints "N callbacks
+# suppressed" in the first call after it, right before that call's own message. While
+# table-full lines come at most this far apart, conntrack keeps calling, and that call
+# is conntrack's: a count is looked for only in the NEAR bytes before each table-full
+# message. The count's record and the table-full one are written by one CPU one after
+# the other (lib/ratelimit.c, net/core/utils.c); other CPUs' table-full lines may come
+# between (each is searched before too), and in a file of every facility another
+# writer's line. NEAR holds the count's line (about 90 bytes and the host name) and
+# about one more.
+RATE = 5.0
+NEAR = 256
+# Bytes of lines kept from one block for the next while undecided (see _block_ends).
+PENDING = 4 << 20
+# stretch_end stops bisecting at this many bytes (a few lines of any length).
+BISECT_TO = 4096
+
+
+class SyslogBlocks:
+    """Feeds an events.Events store from syslog file blocks, in log order."""
+
+    def __init__(self, store):
+        self.store = store
+        # The last_ct after which this run's lines were found to be too late for
+        # attribution; later ones are later still.
+        self._too_late_after: float | None = None
+        self._open: float | None = None  # the table-full line whose stretch add_block is in
+        self._pending: bytearray | None = None  # lines of a stretch not searched yet (_block_ends)
+        self._said: dict = {}  # line from its first key word on -> (kind, netns, count) or None
+        self.stamps = Stamps(store.now)
+
+    def add_block(self, buffer, size: int | None = None) -> None:
+        """A block of complete syslog lines, in log order (times from the lines found).
+
+        One search over every byte, for CONNTRACK_KEY; the time is read
+        only from the lines it finds. "suppressed" lines are searched for
+        only where they can still be attributed (see _suppressed_between),
+        not in the rest of the block. A table-full line that says what the
+        one before it said, stamped as it was, costs a few comparisons:
+        dense incidents put a hundred thousand such lines in a GiB.
+        """
+        size = len(buffer) if size is None else size
+        find, rfind, startswith = buffer.find, buffer.rfind, buffer.startswith
+        key, supp_key = logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY
+        data = self.store.data
+        since = self.store.since if self.store.since is not None else float("-inf")
+        rows = data["events"]
+        row = rows[-1] if rows else None
+        last_ct = data.get("last_ct")
+        opened = None if last_ct == self._too_late_after else last_ct  # see self._open
+        full, rate, near = TABLE_FULL, RATE, NEAR
+        # The lines counted, for data["lines"]: table-full ones by a position in them,
+        # others as (when, None, start, end, buffer) (a buffer kept from an earlier block).
+        counted: list = []
+        last = None  # (when, netns) of the newest table-full line counted
+        last_end = 0  # where it ends (the loop has no time to say more)
+        run = None  # its count row, while each line found is a table-full one just like it
+        # The text of the last table-full line found from cut on (at first one that
+        # cannot match: no key after its 2 bytes), its time stamp (no line starts with
+        # a newline) and whether that has a fixed length (no space to check after it).
+        tail, stamp, fixed = b"--" + bytes(len(key)), b"\n", True
+        tail_said = when = second = None
+        # RFC 3339 stamps with a fraction differ on every line: the last one's up to
+        # the fraction (no line starts with a newline), its zone and the space after
+        # it, where that starts, and its time without the fraction (see Stamps.fraction_key).
+        head, zone, zone_at, base = b"\n", b"", 0, 0.0
+        pending = self._pending is not None
+        any_full = False
+        lo = 0  # the lines after the last one found start here
+        at = find(key, 0, size)
+        while at >= 0:
+            cut = at - 2
+            if startswith(tail, cut):  # as the last table-full line: the end is known
+                end = cut + len(tail)
+                start = rfind(b"\n", 0, cut) + 1
+                same = None
+                if run is None:
+                    pass
+                elif startswith(stamp, start) and (
+                        fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" "):
+                    same = when
+                elif startswith(head, start) and startswith(zone, start + zone_at) \
+                        and buffer[start + 20:start + zone_at].isdigit():
+                    same = base + float(buffer[start + 19:start + zone_at])
+                    if int(same) != second or same < since:
+                        same = None
+                if same is not None:
+                    # The same text as the table-full line found last, in the same second
+                    # (to its fraction): the same count row, a stretch still open (when -
+                    # opened is under a second).
+                    if lo < start:
+                        found = find(supp_key, cut - near if cut - near > lo else lo, start)
+                        if found >= 0:
+                            data["last_ct"] = last_ct
+                            self._suppressed_from(buffer, found, lo, start, counted)
+                    if same != when:
+                        stamp = bytes(buffer[start:start + zone_at + len(zone) - 1])
+                        when = opened = last_ct = same
+                        last = (when, last[1])
+                    run[2] += 1
+                    counted.append(cut)
+                    last_end = lo = end
+                    at = find(key, end, size)
+                    continue
+                said, like_tail = tail_said, True
+            else:
+                start = rfind(b"\n", 0, at) + 1
+                end = find(b"\n", at, size) + 1 or size
+                said = self._said_at(buffer, start, end, cut)
+                if said is None:
+                    at = find(key, end, size)
+                    continue
+                like_tail = said[0] == TABLE_FULL and cut >= start and buffer[end - 1] == 10
+                if like_tail:
+                    tail, tail_said = bytes(buffer[cut:end]), said
+            if not (startswith(stamp, start) and
+                    (fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" ")):
+                if startswith(head, start) and startswith(zone, start + zone_at) \
+                        and buffer[start + 20:start + zone_at].isdigit():
+                    # the same second and zone as the last stamp: only its own fraction
+                    stamp = bytes(buffer[start:start + zone_at + len(zone) - 1])
+                    when = base + float(buffer[start + 19:start + zone_at])
+                else:
+                    stamp, fixed = self.stamps.at(buffer, start, end)
+                    when = self.stamps.time(stamp)
+                    head, zone, zone_at, base = self.stamps.fraction_key(buffer, start, stamp)
+                second = int(when)
+            kind = said[0]
+            if pending:  # the lines before this one, from earlier blocks
+                pending = False
+                data["last_ct"], self._open = last_ct, opened
+                self._pending_before(kind, when, start, counted)
+                opened = self._open
+            if opened is not None and lo < start:
+                if kind == full and when - opened <= rate:
+                    # only the NEAR bytes before its message (see RATE)
+                    found = find(supp_key, cut - near if cut - near > lo else lo, start)
+                    if found >= 0:
+                        data["last_ct"] = last_ct
+                        self._suppressed_from(buffer, found, lo, start, counted)
+                else:
+                    data["last_ct"], self._open = last_ct, opened
+                    self._suppressed_between(buffer, lo, start, kind, when, counted)
+                    opened = self._open
+            run = None
+            if kind == full:
+                any_full = True
+                opened = last_ct = when
+                if when >= since:
+                    netns = said[1]
+                    if row is not None and row[0] == second and row[1] == netns:
+                        row[2] += 1
+                    else:
+                        self.store.name(netns)
+                        row = [second, netns, 1]
+                        rows.append(row)
+                    last = (when, netns)
+                    counted.append(start)
+                    last_end = end
+                    if like_tail:
+                        run = row
+            else:
+                if last_ct is not None:
+                    data["last_ct"] = last_ct
+                self._take(kind, said[2], when, buffer, start, end, counted)
+            lo = end
+            at = find(key, end, size)
+        if last_ct is not None:
+            data["last_ct"] = last_ct
+        self._open = opened
+        if opened is not None and lo < size:
+            self._block_ends(buffer, lo, size, counted)
+        if self._open is None and last_ct is not None and not any_full:
+            self._too_late_after = last_ct
+        if last is not None:  # last_end: the end of that line
+            start = rfind(b"\n", 0, last_end - 1) + 1
+            data["last"] = [*last, logmsg.line_text(bytes(buffer[start:last_end]))]
+        self._keep_lines(buffer, size, counted)
+
+    def flush(self) -> None:
+        """The end of the log (for now): search what add_block left undecided."""
+        pending, self._pending = self._pending, None
+        if pending is not None and self._open is not None:
+            counted: list = []
+            self._suppressed_between(pending, 0, len(pending), None, None, counted)
+            self._keep_lines(pending, len(pending), counted)
+
+    def _keep_lines(self, buffer, size: int, counted: list) -> None:
+        """The newest MAX_LINES of the lines counted, as text, in data["lines"]."""
+        if not counted:
+            return
+        lines = self.store.data["lines"]
+        stamp, fixed, when = b"\n", True, 0.0  # no line starts with a newline
+        for item in counted[-MAX_LINES:]:
+            if isinstance(item, int):  # a table-full line of this buffer, up to its key
+                start = buffer.rfind(b"\n", 0, item) + 1
+                end = buffer.find(b"\n", item, size) + 1 or size
+                if not (buffer.startswith(stamp, start) and fixed):
+                    stamp, fixed = self.stamps.at(buffer, start, end)
+                    when = self.stamps.time(stamp)
+                lines.append([when, logmsg.line_text(bytes(buffer[start:end]))])
+            else:
+                lines.append([item[0], logmsg.line_text(bytes(item[4][item[2]:item[3]]))])
+        del lines[:-MAX_LINES]
+
+    def _block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
+        """The lines after the last one found, in a stretch: searched now, or kept (up to
+        PENDING bytes) while the next table-full line may still come within RATE, which
+        would leave only the NEAR bytes before it to search (see RATE)."""
+        pending = self._pending
+        last_line = buffer.rfind(b"\n", lo, size - 1) + 1 or lo
+        when = self.stamps.time(self.stamps.at(buffer, last_line, size)[0])
+        kept = len(pending) if pending is not None else 0
+        if when - self._open <= RATE and kept + size - lo <= PENDING:
+            if pending is None:
+                self._pending = bytearray(memoryview(buffer)[lo:size])
+            else:
+                pending += memoryview(buffer)[lo:size]
+            return
+        if pending is not None:
+            self._pending = None
+            self._suppressed_between(pending, 0, kept, None, None, counted)
+            if self._open is None:
+                return
+        self._suppressed_between(buffer, lo, size, None, None, counted)
+
+    def _pending_before(self, kind: str, when: float, start: int, counted: list) -> None:
+        """Decide on the lines kept from earlier blocks, now that the line found at
+        ``start`` of this block is known: only their last bytes before a table-full line
+        within RATE, else all of them (as far as the stretch goes)."""
+        pending, self._pending = self._pending, None
+        if self._open is None:
+            return
+        if kind == TABLE_FULL and when - self._open <= RATE:
+            window = len(pending) - (NEAR - start)
+            if window < len(pending):
+                found = pending.find(logmsg.SUPPRESSED_KEY, max(0, window))
+                if found >= 0:
+                    self._suppressed_from(pending, found, 0, len(pending), counted)
+        else:
+            self._suppressed_between(pending, 0, len(pending), None, None, counted)
+
+    def _suppressed_between(self, buffer, lo: int, hi: int, kind, when, counted: list) -> None:
+        """Count the "suppressed" lines of ``buffer[lo:hi]`` (no line found there) that can
+        still be attributed to the table-full line at ``self._open``: up to ATTRIBUTE +
+        SLACK after it (to a few KiB).
+
+        ``kind``/``when``: the line found at ``hi`` (None: the block ends there).
+        """
+        limit = self._open + ATTRIBUTE + SLACK
+        stop = hi if kind is not None and when <= limit else \
+            self.stamps.stretch_end(buffer, lo, hi, limit)
+        if stop < hi:
+            self._open = None
+        self._suppressed_in(buffer, lo, stop, counted)
+
+    def _suppressed_from(self, buffer, at: int, lo: int, hi: int, counted: list) -> None:
+        """The counts of the lines of ``buffer[lo:hi]`` (between lines add_block found)
+        that hold SUPPRESSED_KEY, from the one at ``at`` on."""
+        find = buffer.find
+        while at >= 0:
+            start = buffer.rfind(b"\n", lo, at) + 1 or lo
+            end = find(b"\n", at, hi) + 1 or hi
+            n = logmsg.suppressed_count(bytes(buffer[start:end]))
+            if n is not None:
+                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
+                self._take(SUPPRESSED, n, when, buffer, start, end, counted)
+            at = find(logmsg.SUPPRESSED_KEY, end, hi)
+
+    def _suppressed_in(self, buffer, lo: int, hi: int, counted: list) -> None:
+        """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
+        of them holds CONNTRACK_KEY with a message, so a count is all one can say."""
+        for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
+            n = logmsg.suppressed_count(bytes(buffer[start:end]))
+            if n is not None:
+                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
+                self._take(SUPPRESSED, n, when, buffer, start, end, counted)
+
+    def _take(self, kind: str, n: int, when: float, buffer, start: int, end: int,
+              counted: list) -> None:
+        """An expectation or suppressed line of add_block, into the store."""
+        if self.store.add_count(kind, n, when):
+            counted.append((when, None, start, end, buffer))
+
+    def _said_at(self, buffer, start: int, end: int, cut: int) -> tuple | None:
+        """(kind, netns, count) of the line ``buffer[start:end]``, None: nothing counted.
+
+        ``cut``: two bytes before its first CONNTRACK_KEY. Lines that differ only
+        before that (time, host, kernel timestamp) say the same: worked out once.
+        """
+        if cut < start or buffer.find(b"suppressed", start, cut) >= 0:
+            found = logmsg.classify(bytes(buffer[start:end]))
+            return found and (found.kind, found.netns, found.count)
+        tail = bytes(buffer[cut:end])
+        said = self._said.get(tail, False)
+        if said is False:
+            found = logmsg.classify(bytes(buffer[start:end]))
+            said = self._said[tail] = found and (found.kind, found.netns, found.count)
+            if len(self._said) > CACHE:
+                self._said.clear()
+        return said
+
+
+class Stamps:
+    """The times of syslog lines from their stamps, each distinct stamp parsed once."""
+
+    def __init__(self, now: float):
+        self.now = now  # the time of a line without a readable stamp
+        self._times: dict[bytes, float] = {}  # time stamp -> epoch time
+
+    @staticmethod
+    def at(buffer, start: int, end: int) -> tuple[bytes, bool]:
+        """The bytes that hold the time stamp of the line at ``start`` (and whether that
+        key has a fixed length): ``Mmm dd HH:MM:SS``; an RFC 3339 time up to the space
+        after it; with a <PRI> first, 48 bytes (rare in files)."""
+        first = buffer[start:start + 1]
+        if first.isalpha():
+            return bytes(buffer[start:min(start + 15, end)]), True
+        if first == b"<":
+            return bytes(buffer[start:min(start + 48, end)]), True
+        space = buffer.find(b" ", start + 11, end)
+        return bytes(buffer[start:space if space >= 0 else end]), False
+
+    @staticmethod
+    def _fraction_end(stamp: bytes) -> int:
+        """Where the fraction of an RFC 3339 stamp from at() ends (0: it has none)."""
+        if stamp[19:20] == b"." and stamp[:1].isdigit():
+            end = len(stamp) - len(stamp[20:].lstrip(b"0123456789"))
+            if end > 20:
+                return end
+        return 0
+
+    def fraction_key(self, buffer, start: int, stamp: bytes) -> tuple[bytes, bytes, int, float]:
+        """What add_block compares the next lines' stamps with: (the stamp up to its
+        fraction, its zone and the space after it, where that starts, the time without
+        the fraction). A line whose stamp has both (and as many digits between) is at
+        that time plus its own fraction, as time() says; a stamp without a
+        fraction, or one time() reads whole, gives a key no line has."""
+        end = self._fraction_end(stamp)
+        if end and buffer[start + len(stamp):start + len(stamp) + 1] == b" ":
+            base = self.time(stamp[:19] + stamp[end:])
+            if base != self.now:
+                return stamp[:20], stamp[end:] + b" ", end, base
+        return b"\n", b"", 0, 0.0
+
+    def time(self, stamp: bytes) -> float:
+        """The time of a stamp from at() (now when it holds none).
+
+        RFC 3339 stamps with a fraction (rsyslog's default since Debian 12) differ on
+        every line: the time of the stamp without its fraction is what is kept.
+        """
+        when = self._times.get(stamp)
+        if when is None:
+            end = self._fraction_end(stamp)
+            if end:
+                base = self.time(stamp[:19] + stamp[end:])
+                if base != self.now:
+                    return base + float(stamp[19:end])
+            when = self._times[stamp] = logmsg.syslog_time(
+                stamp.decode("ascii", "replace"), self.now) or self.now
+            if len(self._times) > CACHE:
+                self._times.clear()
+        return when
+
+    def stretch_end(self, buffer, start: int, end: int, limit: float) -> int:
+        """Where the lines of ``buffer[start:end]`` pass ``limit`` (to a few KiB): bisection
+        on the times of a few lines, whose order in the file is their order in time."""
+        last = buffer.rfind(b"\n", start, end - 1) + 1 or start
+        if self._line_time(buffer, last) <= limit:
+            return end
+        end = last  # a line known to be past the limit
+        while end - start > BISECT_TO:
+            middle = buffer.rfind(b"\n", start, (start + end) // 2) + 1 or start
+            if middle == start:
+                break
+            if self._line_time(buffer, middle) <= limit:
+                start = middle
+            else:
+                end = middle
+        return end if self._line_time(buffer, start) <= limit else start
+
+    def _line_time(self, buffer, at: int) -> float:
+        """The time of the line starting at ``at``; a line without one is let in (-inf)."""
+        head = bytes(buffer[at:at + 64]).decode("ascii", "replace")
+        stamp = logmsg.syslog_time(head, self.now)
+        return float("-inf") if stamp is None else stamp
