@@ -41,20 +41,16 @@ class SyslogBlocks:
 
     def __init__(self, store):
         self.store = store
-        # The last_ct after which this run's lines were found to be too late for
-        # attribution; later ones are later still.
-        self._too_late_after: float | None = None
-        self._open: float | None = None  # the table-full line whose stretch add_block is in
-        self._pending: bytearray | None = None  # lines of a stretch not searched yet (_block_ends)
         self._said: dict = {}  # line from its first key word on -> (kind, netns, count) or None
         self.stamps = Stamps(store.now)
+        self.stretch = Stretch(store, self.stamps)
 
     def add_block(self, buffer, size: int | None = None) -> None:
         """A block of complete syslog lines, in log order (times from the lines found).
 
         One search over every byte, for CONNTRACK_KEY; the time is read
         only from the lines it finds. "suppressed" lines are searched for
-        only where they can still be attributed (see _suppressed_between),
+        only where they can still be attributed (see Stretch.between),
         not in the rest of the block. A table-full line that says what the
         one before it said, stamped as it was, costs a few comparisons:
         dense incidents put a hundred thousand such lines in a GiB.
@@ -67,7 +63,7 @@ class SyslogBlocks:
         rows = data["events"]
         row = rows[-1] if rows else None
         last_ct = data.get("last_ct")
-        opened = None if last_ct == self._too_late_after else last_ct  # see self._open
+        opened = None if last_ct == self.stretch.too_late_after else last_ct  # see Stretch.open
         full, rate, near = TABLE_FULL, RATE, NEAR
         # The lines counted, for data["lines"]: table-full ones by a position in them,
         # others as (when, None, start, end, buffer) (a buffer kept from an earlier block).
@@ -84,7 +80,7 @@ class SyslogBlocks:
         # the fraction (no line starts with a newline), its zone and the space after
         # it, where that starts, and its time without the fraction (see Stamps.fraction_key).
         head, zone, zone_at, base = b"\n", b"", 0, 0.0
-        pending = self._pending is not None
+        pending = self.stretch.pending is not None
         any_full = False
         lo = 0  # the lines after the last one found start here
         at = find(key, 0, size)
@@ -112,7 +108,7 @@ class SyslogBlocks:
                         found = find(supp_key, cut - near if cut - near > lo else lo, start)
                         if found >= 0:
                             data["last_ct"] = last_ct
-                            self._suppressed_from(buffer, found, lo, start, counted)
+                            self.stretch.counts_from(buffer, found, lo, start, counted)
                     if same != when:
                         stamp = bytes(buffer[start:start + zone_at + len(zone) - 1])
                         when = opened = last_ct = same
@@ -148,20 +144,20 @@ class SyslogBlocks:
             kind = said[0]
             if pending:  # the lines before this one, from earlier blocks
                 pending = False
-                data["last_ct"], self._open = last_ct, opened
-                self._pending_before(kind, when, start, counted)
-                opened = self._open
+                data["last_ct"], self.stretch.open = last_ct, opened
+                self.stretch.pending_before(kind, when, start, counted)
+                opened = self.stretch.open
             if opened is not None and lo < start:
                 if kind == full and when - opened <= rate:
                     # only the NEAR bytes before its message (see RATE)
                     found = find(supp_key, cut - near if cut - near > lo else lo, start)
                     if found >= 0:
                         data["last_ct"] = last_ct
-                        self._suppressed_from(buffer, found, lo, start, counted)
+                        self.stretch.counts_from(buffer, found, lo, start, counted)
                 else:
-                    data["last_ct"], self._open = last_ct, opened
-                    self._suppressed_between(buffer, lo, start, kind, when, counted)
-                    opened = self._open
+                    data["last_ct"], self.stretch.open = last_ct, opened
+                    self.stretch.between(buffer, lo, start, kind, when, counted)
+                    opened = self.stretch.open
             run = None
             if kind == full:
                 any_full = True
@@ -182,16 +178,16 @@ class SyslogBlocks:
             else:
                 if last_ct is not None:
                     data["last_ct"] = last_ct
-                self._take(kind, said[2], when, buffer, start, end, counted)
+                take(self.store, kind, said[2], when, buffer, start, end, counted)
             lo = end
             at = find(key, end, size)
         if last_ct is not None:
             data["last_ct"] = last_ct
-        self._open = opened
+        self.stretch.open = opened
         if opened is not None and lo < size:
-            self._block_ends(buffer, lo, size, counted)
-        if self._open is None and last_ct is not None and not any_full:
-            self._too_late_after = last_ct
+            self.stretch.block_ends(buffer, lo, size, counted)
+        if self.stretch.open is None and last_ct is not None and not any_full:
+            self.stretch.too_late_after = last_ct
         if last is not None:  # last_end: the end of that line
             start = rfind(b"\n", 0, last_end - 1) + 1
             data["last"] = [*last, logmsg.line_text(bytes(buffer[start:last_end]))]
@@ -199,10 +195,10 @@ class SyslogBlocks:
 
     def flush(self) -> None:
         """The end of the log (for now): search what add_block left undecided."""
-        pending, self._pending = self._pending, None
-        if pending is not None and self._open is not None:
+        pending, self.stretch.pending = self.stretch.pending, None
+        if pending is not None and self.stretch.open is not None:
             counted: list = []
-            self._suppressed_between(pending, 0, len(pending), None, None, counted)
+            self.stretch.between(pending, 0, len(pending), None, None, counted)
             self._keep_lines(pending, len(pending), counted)
 
     def _keep_lines(self, buffer, size: int, counted: list) -> None:
@@ -223,85 +219,6 @@ class SyslogBlocks:
                 lines.append([item[0], logmsg.line_text(bytes(item[4][item[2]:item[3]]))])
         del lines[:-MAX_LINES]
 
-    def _block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
-        """The lines after the last one found, in a stretch: searched now, or kept (up to
-        PENDING bytes) while the next table-full line may still come within RATE, which
-        would leave only the NEAR bytes before it to search (see RATE)."""
-        pending = self._pending
-        last_line = buffer.rfind(b"\n", lo, size - 1) + 1 or lo
-        when = self.stamps.time(self.stamps.at(buffer, last_line, size)[0])
-        kept = len(pending) if pending is not None else 0
-        if when - self._open <= RATE and kept + size - lo <= PENDING:
-            if pending is None:
-                self._pending = bytearray(memoryview(buffer)[lo:size])
-            else:
-                pending += memoryview(buffer)[lo:size]
-            return
-        if pending is not None:
-            self._pending = None
-            self._suppressed_between(pending, 0, kept, None, None, counted)
-            if self._open is None:
-                return
-        self._suppressed_between(buffer, lo, size, None, None, counted)
-
-    def _pending_before(self, kind: str, when: float, start: int, counted: list) -> None:
-        """Decide on the lines kept from earlier blocks, now that the line found at
-        ``start`` of this block is known: only their last bytes before a table-full line
-        within RATE, else all of them (as far as the stretch goes)."""
-        pending, self._pending = self._pending, None
-        if self._open is None:
-            return
-        if kind == TABLE_FULL and when - self._open <= RATE:
-            window = len(pending) - (NEAR - start)
-            if window < len(pending):
-                found = pending.find(logmsg.SUPPRESSED_KEY, max(0, window))
-                if found >= 0:
-                    self._suppressed_from(pending, found, 0, len(pending), counted)
-        else:
-            self._suppressed_between(pending, 0, len(pending), None, None, counted)
-
-    def _suppressed_between(self, buffer, lo: int, hi: int, kind, when, counted: list) -> None:
-        """Count the "suppressed" lines of ``buffer[lo:hi]`` (no line found there) that can
-        still be attributed to the table-full line at ``self._open``: up to ATTRIBUTE +
-        SLACK after it (to a few KiB).
-
-        ``kind``/``when``: the line found at ``hi`` (None: the block ends there).
-        """
-        limit = self._open + ATTRIBUTE + SLACK
-        stop = hi if kind is not None and when <= limit else \
-            self.stamps.stretch_end(buffer, lo, hi, limit)
-        if stop < hi:
-            self._open = None
-        self._suppressed_in(buffer, lo, stop, counted)
-
-    def _suppressed_from(self, buffer, at: int, lo: int, hi: int, counted: list) -> None:
-        """The counts of the lines of ``buffer[lo:hi]`` (between lines add_block found)
-        that hold SUPPRESSED_KEY, from the one at ``at`` on."""
-        find = buffer.find
-        while at >= 0:
-            start = buffer.rfind(b"\n", lo, at) + 1 or lo
-            end = find(b"\n", at, hi) + 1 or hi
-            n = logmsg.suppressed_count(bytes(buffer[start:end]))
-            if n is not None:
-                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
-                self._take(SUPPRESSED, n, when, buffer, start, end, counted)
-            at = find(logmsg.SUPPRESSED_KEY, end, hi)
-
-    def _suppressed_in(self, buffer, lo: int, hi: int, counted: list) -> None:
-        """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
-        of them holds CONNTRACK_KEY with a message, so a count is all one can say."""
-        for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
-            n = logmsg.suppressed_count(bytes(buffer[start:end]))
-            if n is not None:
-                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
-                self._take(SUPPRESSED, n, when, buffer, start, end, counted)
-
-    def _take(self, kind: str, n: int, when: float, buffer, start: int, end: int,
-              counted: list) -> None:
-        """An expectation or suppressed line of add_block, into the store."""
-        if self.store.add_count(kind, n, when):
-            counted.append((when, None, start, end, buffer))
-
     def _said_at(self, buffer, start: int, end: int, cut: int) -> tuple | None:
         """(kind, netns, count) of the line ``buffer[start:end]``, None: nothing counted.
 
@@ -319,6 +236,101 @@ class SyslogBlocks:
             if len(self._said) > CACHE:
                 self._said.clear()
         return said
+
+
+def take(store, kind: str, n: int, when: float, buffer, start: int, end: int,
+         counted: list) -> None:
+    """An expectation or suppressed line found in a block, into the store (and, if it
+    counted, into ``counted`` for the lines -v shows)."""
+    if store.add_count(kind, n, when):
+        counted.append((when, None, start, end, buffer))
+
+
+class Stretch:
+    """The stretch after a table-full line in which a "callbacks suppressed" count can
+    still be conntrack's, and the search for counts in it (see RATE and ATTRIBUTE)."""
+
+    def __init__(self, store, stamps):
+        self.store = store
+        self.stamps = stamps
+        self.open: float | None = None  # the table-full line whose stretch add_block is in
+        self.pending: bytearray | None = None  # lines of a stretch not searched yet (block_ends)
+        # The last_ct after which this run's lines were found to be too late for
+        # attribution; later ones are later still.
+        self.too_late_after: float | None = None
+
+    def block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
+        """The lines after the last one found, in a stretch: searched now, or kept (up to
+        PENDING bytes) while the next table-full line may still come within RATE, which
+        would leave only the NEAR bytes before it to search (see RATE)."""
+        pending = self.pending
+        last_line = buffer.rfind(b"\n", lo, size - 1) + 1 or lo
+        when = self.stamps.time(self.stamps.at(buffer, last_line, size)[0])
+        kept = len(pending) if pending is not None else 0
+        if when - self.open <= RATE and kept + size - lo <= PENDING:
+            if pending is None:
+                self.pending = bytearray(memoryview(buffer)[lo:size])
+            else:
+                pending += memoryview(buffer)[lo:size]
+            return
+        if pending is not None:
+            self.pending = None
+            self.between(pending, 0, kept, None, None, counted)
+            if self.open is None:
+                return
+        self.between(buffer, lo, size, None, None, counted)
+
+    def pending_before(self, kind: str, when: float, start: int, counted: list) -> None:
+        """Decide on the lines kept from earlier blocks, now that the line found at
+        ``start`` of this block is known: only their last bytes before a table-full line
+        within RATE, else all of them (as far as the stretch goes)."""
+        pending, self.pending = self.pending, None
+        if self.open is None:
+            return
+        if kind == TABLE_FULL and when - self.open <= RATE:
+            window = len(pending) - (NEAR - start)
+            if window < len(pending):
+                found = pending.find(logmsg.SUPPRESSED_KEY, max(0, window))
+                if found >= 0:
+                    self.counts_from(pending, found, 0, len(pending), counted)
+        else:
+            self.between(pending, 0, len(pending), None, None, counted)
+
+    def between(self, buffer, lo: int, hi: int, kind, when, counted: list) -> None:
+        """Count the "suppressed" lines of ``buffer[lo:hi]`` (no line found there) that can
+        still be attributed to the table-full line at ``self.open``: up to ATTRIBUTE +
+        SLACK after it (to a few KiB).
+
+        ``kind``/``when``: the line found at ``hi`` (None: the block ends there).
+        """
+        limit = self.open + ATTRIBUTE + SLACK
+        stop = hi if kind is not None and when <= limit else \
+            self.stamps.stretch_end(buffer, lo, hi, limit)
+        if stop < hi:
+            self.open = None
+        self.counts_in(buffer, lo, stop, counted)
+
+    def counts_from(self, buffer, at: int, lo: int, hi: int, counted: list) -> None:
+        """The counts of the lines of ``buffer[lo:hi]`` (between lines add_block found)
+        that hold SUPPRESSED_KEY, from the one at ``at`` on."""
+        find = buffer.find
+        while at >= 0:
+            start = buffer.rfind(b"\n", lo, at) + 1 or lo
+            end = find(b"\n", at, hi) + 1 or hi
+            n = logmsg.suppressed_count(bytes(buffer[start:end]))
+            if n is not None:
+                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
+                take(self.store, SUPPRESSED, n, when, buffer, start, end, counted)
+            at = find(logmsg.SUPPRESSED_KEY, end, hi)
+
+    def counts_in(self, buffer, lo: int, hi: int, counted: list) -> None:
+        """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
+        of them holds CONNTRACK_KEY with a message, so a count is all one can say."""
+        for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
+            n = logmsg.suppressed_count(bytes(buffer[start:end]))
+            if n is not None:
+                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
+                take(self.store, SUPPRESSED, n, when, buffer, start, end, counted)
 
 
 class Stamps:
