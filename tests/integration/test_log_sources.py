@@ -183,14 +183,7 @@ def test_every_source_reports_the_same_bursts_exactly_once(tmp_path, run_plugin)
             }
 
             def run_all():
-                results = {}
-                for name, argv in sources.items():
-                    code, out, err = run_plugin("check_conntrack_log", *argv, "--window", "1h",
-                                                "--state-dir", str(tmp_path / f"state-{name}"),
-                                                "-t", "30")
-                    assert err == "", err
-                    results[name] = (code, out)
-                return results
+                return run_every_source(run_plugin, sources, tmp_path)
 
             for code, out in run_all().values():
                 assert code == 0 and "first run: baseline" in out, out
@@ -237,6 +230,18 @@ def test_every_source_reports_the_same_bursts_exactly_once(tmp_path, run_plugin)
             daemons.stop()
 
 
+def run_every_source(run_plugin, sources: dict, tmp_path: Path) -> dict:
+    """check_conntrack_log once per source (name -> its options), each with its own state:
+    name -> (exit code, output)."""
+    results = {}
+    for name, argv in sources.items():
+        code, out, err = run_plugin("check_conntrack_log", *argv, "--window", "1h",
+                                    "--state-dir", str(tmp_path / f"state-{name}"), "-t", "30")
+        assert err == "", err
+        results[name] = (code, out)
+    return results
+
+
 def settled(path: Path) -> bool:
     """Has ``path`` stopped growing for half a second?"""
     size = path.stat().st_size
@@ -274,14 +279,7 @@ def test_userspace_posing_as_the_kernel_is_not_counted(tmp_path, run_plugin):
                        "file": ["--logfile", str(logs / "kern.log")]}
 
             def run_all():
-                results = {}
-                for name, argv in sources.items():
-                    code, out, err = run_plugin("check_conntrack_log", *argv, "--window", "1h",
-                                                "--state-dir", str(tmp_path / f"state-{name}"),
-                                                "-t", "30")
-                    assert err == "", err
-                    results[name] = (code, out)
-                return results
+                return run_every_source(run_plugin, sources, tmp_path)
 
             for code, out in run_all().values():
                 assert code == 0 and "first run: baseline" in out, out
