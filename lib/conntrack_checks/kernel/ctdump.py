@@ -405,6 +405,18 @@ def _child(cmd, stdin=None):
     return child
 
 
+def _read_child(child, tally: DumpCounts) -> bytes:
+    """Count what the dump child writes; stop it (waited for when it was read to the end,
+    killed otherwise) and return what it said on stderr."""
+    finished = False
+    try:
+        read_stream(child.stdout.fileno(), tally)
+        finished = tally.complete
+    finally:
+        err = _stop(child, finished)
+    return err
+
+
 def _stop(child, finished: bool) -> bytes:
     """End the child; its stderr.
 
@@ -437,12 +449,7 @@ def dump_proc(roots: sysctl.Roots, tally: DumpCounts, expected: int = 0) -> bool
         tally.piped = True
     finally:
         os.close(fd)
-    finished = False
-    try:
-        read_stream(child.stdout.fileno(), tally)
-        finished = tally.complete
-    finally:
-        err = _stop(child, finished)
+    err = _read_child(child, tally)
     if child.returncode and tally.complete:
         raise ProbeError(f"cat {path} failed: {_words(err)}")
     return True
@@ -462,12 +469,7 @@ def dump_netlink(tally: DumpCounts) -> None:
         )
     tally.source = f"{tool} -L (ctnetlink)"
     child = _child([tool, "-L"], stdin=None)
-    finished = False
-    try:
-        read_stream(child.stdout.fileno(), tally)
-        finished = tally.complete
-    finally:
-        err = _stop(child, finished)
+    err = _read_child(child, tally)
     if child.returncode and tally.complete:
         words = _words(err)
         if any(w in words for w in ("not permitted", "denied", "CAP_NET_ADMIN", "root")):
