@@ -17,7 +17,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from lab import Lab, need_root_tools
+from ports import free_port, wait_listening
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRIB = REPO / "contrib"
@@ -194,12 +194,6 @@ def test_sudoers_allows_exactly_the_shipped_lines(host):
 
 
 # --- the daemons ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def split_output(stdout: str) -> tuple[str, str]:
@@ -387,11 +381,7 @@ def run_nrpe(host) -> dict:
                               stdin=subprocess.DEVNULL, env=DAEMON_ENV)
     answers = {}
     try:
-        for _ in range(100):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_listening(port)
         for packet in ("-4", "-2"):
             time.sleep(GAP)
             for name in [*nrpe_commands(host), "no_such_command"]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from lab import Lab, need_root_tools
+from ports import free_port
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "munin"
 LAB_MAX = 300
@@ -137,12 +138,6 @@ def test_drops_rise_by_what_conntrack_s_counts_and_usage_is_conntrack_c(lab, ser
     assert after - before > 0
     assert int(values[field]["drop.value"]) - before_value == after - before
     assert values["conntrack"][f"ns_{clean(name)}.value"] == str(lab.count(name))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Node:

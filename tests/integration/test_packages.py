@@ -14,16 +14,15 @@ import fcntl
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from lab import need_root_tools
+from ports import free_port, wait_listening
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "packaging"))
@@ -300,12 +299,6 @@ def test_icinga2_loads_the_checkcommands_through_debians_stock_config(installed,
     assert f'"{PLUGIN_DIR}/check_conntrack"' in listed  # PluginContribDir of constants.conf
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_nrpe_answers_with_the_shipped_snippet_after_the_admin_step(installed, open_dir):
     """Debian's nrpe.cfg, its nrpe.d/ and /etc/sudoers.d holding what README.Debian copies."""
     need_root_tools("nrpe", "unshare", "sudo")
@@ -335,11 +328,7 @@ def test_nrpe_answers_with_the_shipped_snippet_after_the_admin_step(installed, o
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               stdin=subprocess.DEVNULL, env=CLEAN_ENV)
     try:
-        for _ in range(100):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_listening(port)
         check_nrpe = [PLUGIN_DIR / "check_nrpe", "-H", "127.0.0.1", "-p", port, "-t", "60", "-c"]
         plain = run([*check_nrpe, "check_conntrack"])
         by_hand = as_nagios(PLUGIN_DIR / "check_conntrack", "-w", "80", "-c", "90")
