@@ -96,6 +96,7 @@ def test_lines_that_say_the_same_are_worked_out_once_and_keep_their_own_times():
     store.add_block(syslog(now - 3, "[1.0] nf_conntrack: table full in netns 7, dropping packet")
                     + syslog(now - 1, "[2.0] nf_conntrack: table full in netns 7, dropping packet")
                     + syslog(now - 1, "[3.0] nf_conntrack: table full in netns 8, dropping packet"))
+    store.flush()  # the lines -v shows are worked out at the end
     assert [(events.netns(r), events.count(r)) for r in store.data["events"]] == \
         [(7, 1), (7, 1), (8, 1)]
     assert events.when(store.data["events"][1]) - events.when(store.data["events"][0]) == 2
@@ -167,6 +168,7 @@ def test_rfc_3339_stamps_with_a_fraction_keep_it_and_their_offset():
     store.add_block(b"".join(
         base + fraction + b"-01:00 fw kernel: nf_conntrack: table full, dropping packet\n"
         for fraction in (b".25", b".750000", b".5")))
+    store.flush()
     stamped = int(now - 100)
     assert store.data["events"] == [[stamped, None, 3]]
     assert [when - stamped for when, _ in store.data["lines"]] == [0.25, 0.75, 0.5]

@@ -10,7 +10,7 @@ events.Events; this module finds lines and their times.
 from __future__ import annotations
 
 from . import logmsg
-from .events import ATTRIBUTE, MAX_LINES
+from .events import ATTRIBUTE, FINE, MAX_LINES
 from .logmsg import SUPPRESSED, TABLE_FULL
 
 # Lines of one syslog file are in the order they were written, not strictly
@@ -34,6 +34,8 @@ NEAR = 256
 PENDING = 4 << 20
 # stretch_end stops bisecting at this many bytes (a few lines of any length).
 BISECT_TO = 4096
+# A Stamps.layout that matches no line (no line starts with a newline).
+NO_LAYOUT = (b"\n", 0, b"", b"\n", 0.0, 0)
 
 
 class SyslogBlocks:
@@ -42,29 +44,32 @@ class SyslogBlocks:
     def __init__(self, store):
         self.store = store
         self._said: dict = {}  # line from its first key word on -> (kind, netns, count) or None
+        self._recent: list = []  # (time or None, line) of the newest lines counted
         self.stamps = Stamps(store.now)
         self.stretch = Stretch(store, self.stamps)
 
     def add_block(self, buffer, size: int | None = None) -> None:
         """A block of complete syslog lines, in log order (times from the lines found).
 
-        One search over every byte, for CONNTRACK_KEY; the time is read
-        only from the lines it finds. "suppressed" lines are searched for
-        only where they can still be attributed (see Stretch.between),
-        not in the rest of the block. A table-full line that says what the
-        one before it said, stamped as it was, costs a few comparisons:
-        dense incidents put a hundred thousand such lines in a GiB.
+        One search over every byte, for SEARCH_KEY; the time is read only
+        from the lines it finds. "suppressed" lines are searched for only
+        where they can still be attributed (see Stretch.between), not in
+        the rest of the block. A table-full line that says what the one
+        before it said, in the same second, costs a few comparisons: dense
+        incidents put a hundred thousand such lines in a GiB.
         """
         size = len(buffer) if size is None else size
         find, rfind, startswith = buffer.find, buffer.rfind, buffer.startswith
-        key, supp_key = logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY
+        key, word, supp_key = logmsg.SEARCH_KEY, logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY
         data = self.store.data
         since = self.store.since if self.store.since is not None else float("-inf")
         rows = data["events"]
         row = rows[-1] if rows else None
+        fine = self.store.now - FINE  # rows before it count a minute (see Events.row_time)
         last_ct = data.get("last_ct")
         opened = None if last_ct == self.stretch.too_late_after else last_ct  # see Stretch.open
         full, rate, near = TABLE_FULL, RATE, NEAR
+        stamps = self.stamps
         # The lines counted, for data["lines"]: table-full ones by a position in them,
         # others as (when, None, start, end, buffer) (a buffer kept from an earlier block).
         counted: list = []
@@ -72,14 +77,17 @@ class SyslogBlocks:
         last_end = 0  # where it ends (the loop has no time to say more)
         run = None  # its count row, while each line found is a table-full one just like it
         # The text of the last table-full line found from cut on (at first one that
-        # cannot match: no key after its 2 bytes), its time stamp (no line starts with
-        # a newline) and whether that has a fixed length (no space to check after it).
-        tail, stamp, fixed = b"--" + bytes(len(key)), b"\n", True
-        tail_said = when = second = None
-        # RFC 3339 stamps with a fraction differ on every line: the last one's up to
-        # the fraction (no line starts with a newline), its zone and the space after
-        # it, where that starts, and its time without the fraction (see Stamps.fraction_key).
-        head, zone, zone_at, base = b"\n", b"", 0, 0.0
+        # cannot match: no key after its 2 bytes) and what it says.
+        tail, tail_said = b"--" + bytes(len(word)), None
+        tail_len = len(tail)
+        # The time of the last line found, its second, and how the next lines' stamps
+        # compare with its stamp (see Stamps.layout).
+        when = second = None
+        head, fzone_at, zone, minute, mbase, send = NO_LAYOUT
+        head_len, mlen, run_minute = len(head), len(minute), b"\n"
+        # A later table-full line of when's second whose own fraction has not been read
+        # (the run below reads it only when a decision needs it: see exact).
+        fresh = None
         pending = self.stretch.pending is not None
         any_full = False
         lo = 0  # the lines after the last one found start here
@@ -87,39 +95,64 @@ class SyslogBlocks:
         while at >= 0:
             cut = at - 2
             if startswith(tail, cut):  # as the last table-full line: the end is known
-                end = cut + len(tail)
                 start = rfind(b"\n", 0, cut) + 1
-                same = None
                 if run is None:
-                    pass
-                elif startswith(stamp, start) and (
-                        fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" "):
-                    same = when
-                elif startswith(head, start) and startswith(zone, start + zone_at) \
-                        and buffer[start + 20:start + zone_at].isdigit():
-                    same = base + float(buffer[start + 19:start + zone_at])
-                    if int(same) != second or same < since:
-                        same = None
-                if same is not None:
-                    # The same text as the table-full line found last, in the same second
-                    # (to its fraction): the same count row, a stretch still open (when -
-                    # opened is under a second).
-                    if lo < start:
-                        found = find(supp_key, cut - near if cut - near > lo else lo, start)
-                        if found >= 0:
-                            data["last_ct"] = last_ct
-                            self.stretch.counts_from(buffer, found, lo, start, counted)
-                    if same != when:
-                        stamp = bytes(buffer[start:start + zone_at + len(zone) - 1])
-                        when = opened = last_ct = same
-                        last = (when, last[1])
-                    run[2] += 1
+                    later = None
+                elif startswith(head, start) and (
+                        not fzone_at or startswith(zone, start + fzone_at)):
+                    later = 0  # in the second of the line before
+                elif startswith(run_minute, start) and (
+                        not zone or startswith(zone, start + send)):
+                    # a later second of the same minute, at most RATE - 1 later: when -
+                    # opened is under RATE (and after since: every line of it counts)
+                    digits = buffer[start + mlen:start + mlen + 2]
+                    later = mbase + int(digits) if digits.isdigit() and digits <= b"60" and (
+                        not fzone_at or (buffer[start + mlen + 2] == 46
+                                         and buffer[start + mlen + 3:start + send].isdigit())
+                    ) else None
+                    if later is not None and not (later - second < rate and later > since):
+                        later = None
+                else:
+                    later = None
+                if later is not None:
+                    # The same text as the table-full line found last, soon after it: only
+                    # the NEAR bytes before it can hold a count (see RATE).
+                    found = find(supp_key, cut - near if cut - near > lo else lo, start) \
+                        if lo < start else -1
+                    if found >= 0:
+                        if fresh is not None:
+                            when = opened = last_ct = stamps.in_second(
+                                buffer, fresh, second, fzone_at, size)
+                            last, fresh = (when, last[1]), None
+                        data["last_ct"] = last_ct  # what the count is attributed to
+                    if later:  # its own second; its time (with a fraction: see fresh)
+                        second = when = opened = last_ct = later
+                        head = buffer[start:start + head_len]
+                        last = (when, run[1])
+                        if later < fine:
+                            later -= later % 60
+                        if run[0] == later:
+                            run[2] += 1
+                        else:
+                            run = row = [later, run[1], 1]
+                            rows.append(row)
+                    else:
+                        run[2] += 1
+                    if found >= 0:
+                        stamps.hint = (head, fzone_at, zone, second, when)
+                        self.stretch.counts_from(buffer, found, lo, start, counted)
+                    if fzone_at:
+                        fresh = start
                     counted.append(cut)
-                    last_end = lo = end
-                    at = find(key, end, size)
+                    last_end = lo = cut + tail_len
+                    at = find(key, lo, size)
                     continue
+                end = cut + tail_len
                 said, like_tail = tail_said, True
             else:
+                if not startswith(word, at):  # "_connect", say: not a line to look at
+                    at = find(key, at + 1, size)
+                    continue
                 start = rfind(b"\n", 0, at) + 1
                 end = find(b"\n", at, size) + 1 or size
                 said = self._said_at(buffer, start, end, cut)
@@ -129,17 +162,35 @@ class SyslogBlocks:
                 like_tail = said[0] == TABLE_FULL and cut >= start and buffer[end - 1] == 10
                 if like_tail:
                     tail, tail_said = bytes(buffer[cut:end]), said
-            if not (startswith(stamp, start) and
-                    (fixed or buffer[start + len(stamp):start + len(stamp) + 1] == b" ")):
-                if startswith(head, start) and startswith(zone, start + zone_at) \
-                        and buffer[start + 20:start + zone_at].isdigit():
-                    # the same second and zone as the last stamp: only its own fraction
-                    stamp = bytes(buffer[start:start + zone_at + len(zone) - 1])
-                    when = base + float(buffer[start + 19:start + zone_at])
+                    tail_len = len(tail)
+            if fresh is not None:  # the time of the table-full line before, for the decisions
+                when = opened = last_ct = stamps.in_second(buffer, fresh, second, fzone_at, size)
+                last, fresh = (when, last[1]), None
+            # This line's time: from the last stamp's second or minute, else parsed.
+            if startswith(head, start) and (not fzone_at or startswith(zone, start + fzone_at)):
+                if fzone_at:  # the same second: only its own fraction
+                    fraction = buffer[start + 19:start + fzone_at]
+                    when = second + float(fraction) if fraction[1:].isdigit() else \
+                        stamps.exact(buffer, start, end)
+            else:
+                digits = startswith(minute, start) and (
+                    not zone or startswith(zone, start + send)) and \
+                    buffer[start + mlen:start + send]
+                if digits and digits[:2].isdigit() and digits[:2] <= b"60" and (
+                        send == mlen + 2 or (digits[2] == 46 and digits[3:].isdigit())):
+                    # the same minute: whole seconds first, then the fraction (as time())
+                    when = mbase + int(digits[:2])
+                    if send != mlen + 2:
+                        when += float(digits[2:])
+                    head = buffer[start:start + head_len]
                 else:
-                    stamp, fixed = self.stamps.at(buffer, start, end)
-                    when = self.stamps.time(stamp)
-                    head, zone, zone_at, base = self.stamps.fraction_key(buffer, start, stamp)
+                    stamp, fixed = stamps.at(buffer, start, end)
+                    when = stamps.time(stamp)
+                    head, fzone_at, zone, minute, mbase, send = stamps.layout(
+                        buffer, start, stamp, fixed)
+                    head_len, mlen = len(head), len(minute)
+                    # (not with a fraction of more than 6 digits: see layout)
+                    run_minute = minute if fzone_at or send == mlen + 2 else b"\n"
                 second = int(when)
             kind = said[0]
             if pending:  # the lines before this one, from earlier blocks
@@ -164,16 +215,20 @@ class SyslogBlocks:
                 opened = last_ct = when
                 if when >= since:
                     netns = said[1]
-                    if row is not None and row[0] == second and row[1] == netns:
+                    counted_in = second if second >= fine else second - second % 60
+                    if row is not None and row[0] == counted_in and row[1] == netns:
                         row[2] += 1
                     else:
-                        self.store.name(netns)
-                        row = [second, netns, 1]
+                        if row is None or row[1] != netns:
+                            self.store.name(netns)
+                        row = [counted_in, netns, 1]
                         rows.append(row)
                     last = (when, netns)
                     counted.append(start)
                     last_end = end
-                    if like_tail:
+                    # a run takes the lines of a second whole: not the second of since
+                    # when stamps have fractions (some of its lines may be before since)
+                    if like_tail and (second > since or not fzone_at):
                         run = row
             else:
                 if last_ct is not None:
@@ -181,6 +236,9 @@ class SyslogBlocks:
                 take(self.store, kind, said[2], when, buffer, start, end, counted)
             lo = end
             at = find(key, end, size)
+        if fresh is not None:
+            when = opened = last_ct = stamps.in_second(buffer, fresh, second, fzone_at, size)
+            last = (when, last[1])
         if last_ct is not None:
             data["last_ct"] = last_ct
         self.stretch.open = opened
@@ -200,23 +258,29 @@ class SyslogBlocks:
             counted: list = []
             self.stretch.between(pending, 0, len(pending), None, None, counted)
             self._keep_lines(pending, len(pending), counted)
+        self._lines_out()
 
     def _keep_lines(self, buffer, size: int, counted: list) -> None:
-        """The newest MAX_LINES of the lines counted, as text, in data["lines"]."""
-        if not counted:
-            return
-        lines = self.store.data["lines"]
-        stamp, fixed, when = b"\n", True, 0.0  # no line starts with a newline
+        """The newest MAX_LINES of the lines counted, as bytes until flush() works out
+        their times and text (only those of the last blocks are shown)."""
+        recent = self._recent
         for item in counted[-MAX_LINES:]:
             if isinstance(item, int):  # a table-full line of this buffer, up to its key
                 start = buffer.rfind(b"\n", 0, item) + 1
                 end = buffer.find(b"\n", item, size) + 1 or size
-                if not (buffer.startswith(stamp, start) and fixed):
-                    stamp, fixed = self.stamps.at(buffer, start, end)
-                    when = self.stamps.time(stamp)
-                lines.append([when, logmsg.line_text(bytes(buffer[start:end]))])
+                recent.append((None, bytes(buffer[start:end])))
             else:
-                lines.append([item[0], logmsg.line_text(bytes(item[4][item[2]:item[3]]))])
+                recent.append((item[0], bytes(item[4][item[2]:item[3]])))
+        del recent[:-MAX_LINES]
+
+    def _lines_out(self) -> None:
+        """The lines kept by _keep_lines into data["lines"], with their times."""
+        lines = self.store.data["lines"]
+        for when, line in self._recent:
+            if when is None:
+                when = self.stamps.exact(line, 0, len(line))
+            lines.append([when, logmsg.line_text(line)])
+        self._recent = []
         del lines[:-MAX_LINES]
 
     def _said_at(self, buffer, start: int, end: int, cut: int) -> tuple | None:
@@ -319,7 +383,7 @@ class Stretch:
             end = find(b"\n", at, hi) + 1 or hi
             n = logmsg.suppressed_count(bytes(buffer[start:end]))
             if n is not None:
-                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
+                when = self.stamps.exact(buffer, start, end)
                 take(self.store, SUPPRESSED, n, when, buffer, start, end, counted)
             at = find(logmsg.SUPPRESSED_KEY, end, hi)
 
@@ -329,7 +393,7 @@ class Stretch:
         for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
             n = logmsg.suppressed_count(bytes(buffer[start:end]))
             if n is not None:
-                when = self.stamps.time(self.stamps.at(buffer, start, end)[0])
+                when = self.stamps.exact(buffer, start, end)
                 take(self.store, SUPPRESSED, n, when, buffer, start, end, counted)
 
 
@@ -339,6 +403,10 @@ class Stamps:
     def __init__(self, now: float):
         self.now = now  # the time of a line without a readable stamp
         self._times: dict[bytes, float] = {}  # time stamp -> epoch time
+        self._minutes: dict[bytes, float | bool] = {}  # (see _minute)
+        # A line's second and its time, for exact(): true of every line that has its
+        # stamp up to the second (zone included), whenever it is used.
+        self.hint = (b"\n", 0, b"", 0, 0.0)
 
     @staticmethod
     def at(buffer, start: int, end: int) -> tuple[bytes, bool]:
@@ -357,29 +425,68 @@ class Stamps:
     def _fraction_end(stamp: bytes) -> int:
         """Where the fraction of an RFC 3339 stamp from at() ends (0: it has none)."""
         if stamp[19:20] == b"." and stamp[:1].isdigit():
+            if stamp[20:26].isdigit() and not stamp[26:27].isdigit():
+                return 26  # microseconds, as rsyslog writes them
             end = len(stamp) - len(stamp[20:].lstrip(b"0123456789"))
             if end > 20:
                 return end
         return 0
 
-    def fraction_key(self, buffer, start: int, stamp: bytes) -> tuple[bytes, bytes, int, float]:
-        """What add_block compares the next lines' stamps with: (the stamp up to its
-        fraction, its zone and the space after it, where that starts, the time without
-        the fraction). A line whose stamp has both (and as many digits between) is at
-        that time plus its own fraction, as time() says; a stamp without a
-        fraction, or one time() reads whole, gives a key no line has."""
+    def layout(self, buffer, start: int, stamp: bytes, fixed: bool) -> tuple:
+        """How add_block reads the next lines' times from this line's ``stamp`` (from
+        at()): (head, fzone_at, zone, minute, mbase, send).
+
+        A line that starts with ``head`` (and, where ``fzone_at``, has ``zone`` there)
+        is in this line's second, plus its own fraction (bytes 19 to ``fzone_at``). One
+        that starts with ``minute`` (and has ``zone`` at ``send``) is ``mbase`` plus its
+        seconds (bytes ``len(minute)`` to ``send``): whole seconds first, then the
+        fraction, as time() adds them. NO_LAYOUT matches no line.
+        """
+        if fixed:
+            if len(stamp) != 15 or not stamp[:1].isalpha():  # <PRI>: the same stamp only
+                return stamp, 0, b"", b"\n", 0.0, 0
+            minute = stamp[:13]  # Mmm dd HH:MM:
+            mbase = self.time(minute + b"00")
+            if mbase == self.now or self._minutes.get(minute) is False:  # see _minute
+                return stamp, 0, b"", b"\n", 0.0, 0
+            return stamp, 0, b"", minute, int(mbase), 15
+        if buffer[start + len(stamp):start + len(stamp) + 1] != b" " or len(stamp) < 19 \
+                or stamp[16:17] != b":":
+            return NO_LAYOUT
         end = self._fraction_end(stamp)
-        if end and buffer[start + len(stamp):start + len(stamp) + 1] == b" ":
-            base = self.time(stamp[:19] + stamp[end:])
-            if base != self.now:
-                return stamp[:20], stamp[end:] + b" ", end, base
-        return b"\n", b"", 0, 0.0
+        zone = stamp[end or 19:]
+        mbase = self.time(stamp[:17] + b"00" + zone)
+        if mbase == self.now:
+            return stamp + b" ", 0, b"", b"\n", 0.0, 0
+        mbase = int(mbase)  # (a whole second: add_block's seconds stay ints)
+        if end and end <= 26:
+            # up to microseconds: a time under the next second (not so with 9 digits,
+            # which a double rounds up to it near 1.8e9; those match the whole stamp)
+            return stamp[:20], end, zone + b" ", stamp[:17], mbase, end
+        return stamp + b" ", 0, zone + b" ", stamp[:17], mbase, end or 19
+
+    def exact(self, buffer, start: int, end: int) -> float:
+        """The time of the line at ``start``, its fraction included: in the second of
+        ``hint`` (head, fzone_at, zone, second, time; see layout), else parsed."""
+        head, fzone_at, zone, second, when = self.hint
+        if buffer.startswith(head, start) and (
+                not fzone_at or buffer.startswith(zone, start + fzone_at)):
+            return self.in_second(buffer, start, second, fzone_at, end) if fzone_at else when
+        return self.time(self.at(buffer, start, end)[0])
+
+    def in_second(self, buffer, start: int, second: int, fraction_end: int, end: int) -> float:
+        """The time of a line of ``second`` whose fraction ends at ``fraction_end`` (a
+        line that matched a layout's head and zone)."""
+        fraction = buffer[start + 19:start + fraction_end]
+        return second + float(fraction) if fraction[1:].isdigit() else \
+            self.time(self.at(buffer, start, end)[0])
 
     def time(self, stamp: bytes) -> float:
         """The time of a stamp from at() (now when it holds none).
 
         RFC 3339 stamps with a fraction (rsyslog's default since Debian 12) differ on
-        every line: the time of the stamp without its fraction is what is kept.
+        every line: the time of the stamp without its fraction is what is kept; the
+        time of a stamp without a fraction, from its minute's (see _minute).
         """
         when = self._times.get(stamp)
         if when is None:
@@ -388,11 +495,38 @@ class Stamps:
                 base = self.time(stamp[:19] + stamp[end:])
                 if base != self.now:
                     return base + float(stamp[19:end])
-            when = self._times[stamp] = logmsg.syslog_time(
-                stamp.decode("ascii", "replace"), self.now) or self.now
+            when = self._minute(stamp)
+            if when is None:
+                when = logmsg.syslog_time(stamp.decode("ascii", "replace"), self.now) \
+                    or self.now
+            self._times[stamp] = when
             if len(self._times) > CACHE:
                 self._times.clear()
         return when
+
+    def _minute(self, stamp: bytes) -> float | None:
+        """The time of ``Mmm dd HH:MM:SS`` or an RFC 3339 stamp without a fraction as
+        the time of its minute plus its seconds (a log of many seconds parses each
+        minute once); None: parse it whole."""
+        if len(stamp) == 15 and stamp[:1].isalpha():
+            key, zero, seconds = stamp[:13], stamp[:13] + b"00", stamp[13:15]
+        elif len(stamp) >= 19 and stamp[:1].isdigit() and stamp[16:17] == b":":
+            key, seconds = stamp[:17] + stamp[19:], stamp[17:19]
+            zero = stamp[:17] + b"00" + stamp[19:]
+        else:
+            return None
+        if not seconds.isdigit() or seconds > b"60":
+            return None
+        base = self._minutes.get(key)
+        if base is None:
+            base = logmsg.syslog_time(zero.decode("ascii", "replace"), self.now)
+            # a traditional stamp's year is chosen by the second (see syslog_time)
+            if base is None or (len(stamp) == 15 and abs(base - self.now - 86400) < 120):
+                base = False
+            self._minutes[key] = base
+            if len(self._minutes) > CACHE:
+                self._minutes.clear()
+        return None if base is False else base + int(seconds)
 
     def stretch_end(self, buffer, start: int, end: int, limit: float) -> int:
         """Where the lines of ``buffer[start:end]`` pass ``limit`` (to a few KiB): bisection

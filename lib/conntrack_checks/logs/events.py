@@ -41,6 +41,7 @@ EARLY = 5.0
 FINE = 900.0
 MAX_ROWS = 20000  # count rows kept per kind: a day per minute is 1440, with namespaces more
 MAX_LINES = 20  # lines kept for -v: two full rate-limit bursts (10 lines each)
+COMPACT_AT = 4 * MAX_ROWS  # count rows read before they are merged (see compact)
 
 
 def when(row: list) -> float:
@@ -72,6 +73,7 @@ class Events:
         self.since = since  # first run with --lookback: older lines are skipped
         self._names: dict[int, str] | None = None
         self._blocks = None  # the SyslogBlocks that add_block feeds, made on its first call
+        self._compact_at = COMPACT_AT  # rows after which add_block calls compact()
         for key in ("events", "expect", "supp", "gaps", "lines"):
             data.setdefault(key, [])
         data.setdefault("names", {})
@@ -91,14 +93,27 @@ class Events:
         return names[key]
 
     def add_block(self, buffer, size: int | None = None) -> None:
-        """A block of complete syslog lines, in log order (see blocks.SyslogBlocks)."""
+        """A block of complete syslog lines, in log order (see blocks.SyslogBlocks);
+        flush() at the log's end."""
         if self._blocks is None:
             from .blocks import SyslogBlocks  # syslog files only: not on the kmsg/journal path
             self._blocks = SyslogBlocks(self)
         self._blocks.add_block(buffer, size)
+        if len(self.data["events"]) + len(self.data["supp"]) > self._compact_at:
+            self.compact()
+
+    def compact(self) -> None:
+        """Counts older than FINE per minute, at most MAX_ROWS of each kind, as prune()
+        leaves them: a scan through months of incidents stays in constant memory."""
+        fine_since = self.now - FINE
+        for key in ("events", "expect", "supp"):
+            self.data[key] = per_minute_before(self.data[key], fine_since)[-MAX_ROWS:]
+        self._compact_at = max(self._compact_at,
+                               2 * (len(self.data["events"]) + len(self.data["supp"])))
 
     def flush(self) -> None:
-        """The end of the log (for now): search what add_block left undecided."""
+        """The end of the log (for now): search what add_block left undecided, and
+        the lines counted into ``lines``."""
         if self._blocks is not None:
             self._blocks.flush()
 
@@ -119,7 +134,7 @@ class Events:
         data = self.data
         if line.kind == TABLE_FULL:
             self.name(line.netns)
-            second = int(when)
+            second = self.row_time(when)
             events = data["events"]
             if events and events[-1][0] == second and events[-1][1] == line.netns:
                 events[-1][2] += 1
@@ -147,12 +162,18 @@ class Events:
                 self.ignored_suppressed += 1
                 return False
             rows = data["supp"]
-        second = int(when)
+        second = self.row_time(when)
         if rows and rows[-1][0] == second:  # one row a second: memory stays flat
             rows[-1][1] += n
         else:
             rows.append([second, n])
         return True
+
+    def row_time(self, when: float) -> int:
+        """The time of the count row of a line: its second, or before FINE its minute
+        (as prune() leaves it: a long incident makes a row a minute, not a second)."""
+        second = int(when)
+        return second if second >= self.now - FINE else second - second % 60
 
     def add_gap(self, text: str) -> None:
         self.data["gaps"].append([self.now, text])
@@ -161,10 +182,9 @@ class Events:
         """Forget what is older than ``keep``; merge counts older than FINE per minute."""
         oldest = self.now - keep
         for key in ("events", "expect", "supp", "gaps"):
-            rows = [row for row in self.data[key] if when(row) >= oldest]
-            if key != "gaps":
-                rows = per_minute_before(rows, self.now - FINE)
-            self.data[key] = rows[-MAX_ROWS:]
+            self.data[key] = [row for row in self.data[key] if when(row) >= oldest]
+        self.compact()
+        self.data["gaps"] = self.data["gaps"][-MAX_ROWS:]
         used = {str(netns(row)) for row in self.data["events"]}
         last = self.data.get("last")
         if last:
