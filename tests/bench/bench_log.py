@@ -9,7 +9,10 @@
    every 100 lines, or one long incident whose every line is stamped within
    the same minute; "callbacks suppressed" lines near the table-full lines
    or far from them; stamped ``Mmm dd HH:MM:SS`` or, as rsyslog does since
-   Debian 12, RFC 3339 with each line's own microseconds. The installed
+   Debian 12, RFC 3339 with each line's own microseconds; every block
+   stamped with one second, or every line with its own time, a second
+   later every 200 lines (a day-long incident on a busy central log host:
+   a new second every two or three table-full lines). The installed
    plugin reads it from the start
    (``--lookback 3650d --window 3650d``, fresh state each time) against
    ``grep -c -E '(ip|nf)_conntrack: (nf_conntrack: )?table full'``, both
@@ -68,17 +71,20 @@ STEP = 600  # seconds between blocks (more than the 5 minutes of attribution)
 # name: (line length (0: as the noise comes, 60-250 B), a table-full line every N lines
 # (0: none), a burst of 10 at the end of each block, suppressed lines after the table-full
 # ones, suppressed lines every 1000 lines, every block stamped the same minute, every
-# line stamped RFC 3339 with its own microseconds as rsyslog does since Debian 12)
+# line stamped RFC 3339 with its own microseconds as rsyslog does since Debian 12, a
+# second later every N lines (0: one stamp a block))
 KINDS = {
-    "quiet": (0, 0, False, False, False, False, False),
-    "quiet-60B": (60, 0, False, False, False, False, False),
-    "quiet-1000B": (1000, 0, False, False, False, False, False),
-    "bursts": (0, 0, True, True, False, False, False),
-    "bursts-far-suppressed": (0, 0, True, False, True, False, False),
-    "one-in-100-60B": (60, 100, False, True, False, False, False),
-    "one-in-100-1000B": (1000, 100, False, True, False, False, False),
-    "incident-one-minute": (0, 10000, False, True, False, True, False),
-    "one-in-100-60B-rfc3339": (60, 100, False, True, False, False, True),
+    "quiet": (0, 0, False, False, False, False, False, 0),
+    "quiet-60B": (60, 0, False, False, False, False, False, 0),
+    "quiet-1000B": (1000, 0, False, False, False, False, False, 0),
+    "bursts": (0, 0, True, True, False, False, False, 0),
+    "bursts-far-suppressed": (0, 0, True, False, True, False, False, 0),
+    "one-in-100-60B": (60, 100, False, True, False, False, False, 0),
+    "one-in-100-1000B": (1000, 100, False, True, False, False, False, 0),
+    "incident-one-minute": (0, 10000, False, True, False, True, False, 0),
+    "one-in-100-60B-rfc3339": (60, 100, False, True, False, False, True, 0),
+    "one-in-100-60B-a-day": (60, 100, False, True, False, False, False, 200),
+    "one-in-100-60B-a-day-rfc3339": (60, 100, False, True, False, False, True, 200),
 }
 
 
@@ -104,8 +110,8 @@ def noise(rnd: random.Random, length: int) -> str:
 
 
 def block(size: int, seed: int, kind: str = "bursts", when: float | None = None) -> bytes:
-    """About ``size`` bytes of syslog lines of ``kind``, all stamped ``when``."""
-    length, every, burst, near, far, _, micro = KINDS[kind]
+    """About ``size`` bytes of syslog lines of ``kind``, stamped ``when`` (and later)."""
+    length, every, burst, near, far, _, micro, per_second = KINDS[kind]
     rnd = random.Random(seed)
     prefix = stamp_of(kind, when) + (".123456+00:00 fw " if micro else " fw ")
     # the line's text is cut so that the whole line has the kind's length
@@ -114,6 +120,8 @@ def block(size: int, seed: int, kind: str = "bursts", when: float | None = None)
     total = n = full = 0
     while total < size:
         n += 1
+        if per_second and n % per_second == 0:
+            prefix = stamp_of(kind, when + n // per_second) + prefix[len(stamp_of(kind, when)):]
         if micro:  # each line its own microseconds (same length)
             prefix = prefix[:20] + f"{n % 1000000:06d}" + prefix[26:]
         if every and n % every == 0:
@@ -137,18 +145,27 @@ def block(size: int, seed: int, kind: str = "bursts", when: float | None = None)
 
 def write_log(path: Path, size: int, kind: str = "bursts") -> None:
     """SIZE of ``kind`` ending now, STEP seconds per BLOCK (1 GiB spans 21 hours), or
-    all in one minute."""
-    one_minute = KINDS[kind][5]
-    start = time.time() - (0 if one_minute else (size // BLOCK) * STEP)
-    chunk = block(BLOCK, 1, kind, start)
+    all in one minute, or each line at its own time (a block's lines span as many
+    seconds)."""
+    one_minute, per_second = KINDS[kind][5], KINDS[kind][7]
+    if per_second:  # about 60 B a line
+        start = time.time() - size // 60 // per_second
+    else:
+        start = time.time() - (0 if one_minute else (size // BLOCK) * STEP)
+    chunk = None if per_second else block(BLOCK, 1, kind, start)
     first = stamp_of(kind, start).encode()
     with open(path, "wb") as handle:
         written = 0
+        when = start
         while written < size:
-            later = 0 if one_minute else (written // BLOCK) * STEP
-            stamp = stamp_of(kind, start + later)
-            handle.write(chunk.replace(first, stamp.encode()))
-            written += len(chunk)
+            if per_second:  # the next block starts where this one's seconds end
+                data = block(BLOCK, 1 + written // BLOCK, kind, when)
+                when += data.count(b"\n") // per_second + 1
+            else:
+                later = 0 if one_minute else (written // BLOCK) * STEP
+                data = chunk.replace(first, stamp_of(kind, start + later).encode())
+            handle.write(data)
+            written += len(data)
 
 
 # As installed plugins run: with their .pyc files (a shell may forbid writing them).
