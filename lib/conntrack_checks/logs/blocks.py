@@ -36,6 +36,9 @@ PENDING = 4 << 20
 BISECT_TO = 4096
 # A Stamps.layout that matches no line (no line starts with a newline).
 NO_LAYOUT = (b"\n", 0, b"", b"\n", 0.0, 0)
+# The seconds of a minute as stamps write them (60: a leap second), and two that no
+# stamp has (after 59 and 60 comes the next minute's 00).
+SECONDS = (*(b"%02d" % second for second in range(61)), b"\n\n", b"\n\n")
 
 
 class SyslogBlocks:
@@ -85,6 +88,10 @@ class SyslogBlocks:
         when = second = None
         head, fzone_at, zone, minute, mbase, send = NO_LAYOUT
         head_len, mlen, run_minute = len(head), len(minute), b"\n"
+        # The heads of every second of the minute (None: no such layout), and the one of
+        # the second after when's: a table-full line a second after the last is the
+        # commonest in an incident (net_ratelimit lets about two a second through).
+        heads, after = None, b"\n"
         # A later table-full line of when's second whose own fraction has not been read
         # (the run below reads it only when a decision needs it: see exact).
         fresh = None
@@ -101,6 +108,9 @@ class SyslogBlocks:
                 elif startswith(head, start) and (
                         not fzone_at or startswith(zone, start + fzone_at)):
                     later = 0  # in the second of the line before
+                elif startswith(after, start) and (
+                        not fzone_at or startswith(zone, start + fzone_at)):
+                    later = second + 1 if second + 1 > since else None
                 elif startswith(run_minute, start) and (
                         not zone or startswith(zone, start + send)):
                     # a later second of the same minute, at most RATE - 1 later: when -
@@ -127,7 +137,7 @@ class SyslogBlocks:
                         data["last_ct"] = last_ct  # what the count is attributed to
                     if later:  # its own second; its time (with a fraction: see fresh)
                         second = when = opened = last_ct = later
-                        head = buffer[start:start + head_len]
+                        head, after = heads[later - mbase], heads[later - mbase + 1]
                         last = (when, run[1])
                         if later < fine:
                             later -= later % 60
@@ -183,6 +193,8 @@ class SyslogBlocks:
                     if send != mlen + 2:
                         when += float(digits[2:])
                     head = buffer[start:start + head_len]
+                    if heads is not None:
+                        after = heads[int(when) - mbase + 1]
                 else:
                     stamp, fixed = stamps.at(buffer, start, end)
                     when = stamps.time(stamp)
@@ -190,7 +202,11 @@ class SyslogBlocks:
                         buffer, start, stamp, fixed)
                     head_len, mlen = len(head), len(minute)
                     # (not with a fraction of more than 6 digits: see layout)
-                    run_minute = minute if fzone_at or send == mlen + 2 else b"\n"
+                    heads, after, run_minute = None, b"\n", b"\n"
+                    if (fzone_at or send == mlen + 2) and minute != b"\n" \
+                            and mbase <= when < mbase + 61:
+                        heads = tuple(minute + two + head[mlen + 2:] for two in SECONDS)
+                        after, run_minute = heads[int(when) - mbase + 1], minute
                 second = int(when)
             kind = said[0]
             if pending:  # the lines before this one, from earlier blocks
