@@ -58,8 +58,8 @@ class SyslogBlocks:
         from the lines it finds. "suppressed" lines are searched for only
         where they can still be attributed (see Stretch.between), not in
         the rest of the block. A table-full line that says what the one
-        before it said, in the same second, costs a few comparisons: dense
-        incidents put a hundred thousand such lines in a GiB.
+        before it said, in the same second or a few seconds later, costs a few
+        comparisons: dense incidents put a hundred thousand such lines in a GiB.
         """
         size = len(buffer) if size is None else size
         find, rfind, startswith = buffer.find, buffer.rfind, buffer.startswith
@@ -93,7 +93,7 @@ class SyslogBlocks:
         # commonest in an incident (net_ratelimit lets about two a second through).
         heads, after = None, b"\n"
         # A later table-full line of when's second whose own fraction has not been read
-        # (the run below reads it only when a decision needs it: see exact).
+        # (the run below reads it only when a decision needs it: Stamps.in_second).
         fresh = None
         pending = self.stretch.pending is not None
         any_full = False
