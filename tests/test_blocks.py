@@ -7,7 +7,7 @@ import random
 import time
 
 import pytest
-from conntrack_checks.logs import events, logmsg
+from conntrack_checks.logs import blocks, events, logmsg
 
 NOW = 1796040000.0  # 2026-11-30 11:20 UTC
 WORDINGS = [  # (weight, text after "host ")
@@ -50,6 +50,8 @@ def random_log(rnd: random.Random) -> bytes:
     style = rnd.choice(["traditional", "rfc3339", "rfc3339-micro", "rfc3339-micro", "mixed"])
     when = NOW - rnd.choice([100, 400, 3000, 90000])
     dense = rnd.random() < 0.5
+    weights = [w for w, _ in WORDINGS]
+    weights[rnd.randrange(7)] += 30  # the incident's own wording: runs of it
     lines = []
     for _ in range(rnd.randrange(1, 400)):
         draw = rnd.random()
@@ -59,7 +61,7 @@ def random_log(rnd: random.Random) -> bytes:
             when -= rnd.choice([1, 3, 7])
         elif draw < (0.6 if dense else 0.3):
             when += rnd.random() * (0.4 if dense else 3)
-        text = rnd.choices([t for _, t in WORDINGS], [w for w, _ in WORDINGS])[0]
+        text = rnd.choices([t for _, t in WORDINGS], weights)[0]
         text = text.format(k=rnd.randrange(1, 99999), n=rnd.randrange(1, 999))
         host = rnd.choice(["fw", "fw", "host-with-a-long-name"])
         line = f"{stamp(rnd, when, style)} {host} {text}\n"
@@ -90,8 +92,8 @@ def line_by_line(data: bytes, since: float | None) -> tuple[dict, dict, list | N
     return full, expect, last
 
 
-def scanned(data: bytes, cuts: list, since: float | None) -> tuple[dict, dict, list | None]:
-    """The same from the scan, fed as blocks ending at ``cuts`` (a reused buffer: bytes
+def scan(data: bytes, cuts: list, since: float | None) -> dict:
+    """The store after the scan, fed as blocks ending at ``cuts`` (a reused buffer: bytes
     after each block's size belong to no line)."""
     store = events.Events({}, NOW, "/nonexistent", since=since)
     done = 0
@@ -100,24 +102,46 @@ def scanned(data: bytes, cuts: list, since: float | None) -> tuple[dict, dict, l
             store.add_block(bytearray(data[done:cut]) + b"\nNov 30 11:19:59 x", cut - done)
             done = cut
     store.flush()
+    return store.data
+
+
+def scanned(data: bytes, cuts: list, since: float | None) -> tuple[dict, dict, list | None]:
+    """What line_by_line says, from the scan."""
+    data = scan(data, cuts, since)
     full: dict = {}
-    for second, netns, count in store.data["events"]:
+    for second, netns, count in data["events"]:
         full[second, netns] = full.get((second, netns), 0) + count
     expect: dict = {}
-    for second, count in store.data["expect"]:
+    for second, count in data["expect"]:
         expect[second] = expect.get(second, 0) + count
-    return full, expect, store.data.get("last")
+    return full, expect, data.get("last")
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_the_scan_counts_what_each_line_says_at_its_own_time(seed):
+def cases(seed: int):
+    """Ten random logs with where to cut them and a --lookback start."""
     for case in range(10):
         rnd = random.Random(seed * 100 + case)
         data = random_log(rnd)
         ends = [at + 1 for at, byte in enumerate(data) if byte == 10]
         cuts = sorted(rnd.sample(ends, min(len(ends), rnd.choice([0, 1, 3, 10]))))
-        since = rnd.choice([None, None, NOW - 3000, NOW - 200.5])
+        yield case, data, cuts, rnd.choice([None, None, NOW - 3000, NOW - 200.5])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_scan_counts_what_each_line_says_at_its_own_time(seed):
+    for case, data, cuts, since in cases(seed):
         assert scanned(data, cuts, since) == line_by_line(data, since), (seed, case)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_runs_of_lines_like_the_last_change_nothing(seed, monkeypatch):
+    """The shortcut of a run (the same text soon after) against every line worked out
+    alone: the suppressed counts too, the last table-full time, the lines for -v."""
+    for case, data, cuts, since in cases(seed):
+        with_runs = scan(data, cuts, since)
+        with monkeypatch.context() as patch:
+            patch.setattr(blocks, "RUNS", ())
+            assert scan(data, cuts, since) == with_runs, (seed, case)
 
 
 def test_rows_before_fine_are_per_minute_as_they_are_read():

@@ -12,7 +12,9 @@
    Debian 12, RFC 3339 with each line's own microseconds; every block
    stamped with one second, or every line with its own time, a second
    later every 200 lines (a day-long incident on a busy central log host:
-   a new second every two or three table-full lines). The installed
+   a new second every two or three table-full lines); an incident of
+   "expectation table full" lines (counted too, not by grep's pattern);
+   every line holding the search key ``_conn`` but no conntrack. The installed
    plugin reads it from the start
    (``--lookback 3650d --window 3650d``, fresh state each time) against
    ``grep -c -E '(ip|nf)_conntrack: (nf_conntrack: )?table full'``, both
@@ -85,7 +87,15 @@ KINDS = {
     "one-in-100-60B-rfc3339": (60, 100, False, True, False, False, True, 0),
     "one-in-100-60B-a-day": (60, 100, False, True, False, False, False, 200),
     "one-in-100-60B-a-day-rfc3339": (60, 100, False, True, False, False, True, 200),
+    "expectation-one-in-100-60B": (60, 100, False, False, False, False, False, 0),
+    "false-hits-60B": (60, 0, False, False, False, False, False, 0),
 }
+# Kinds whose lines found say something else than TABLE_FULL (an incident of the helpers'
+# expectation table, a separate finding that grep's pattern does not count), or whose
+# noise is another: every line holds "_conn" (the scan's search key) but no conntrack.
+FOUND = {"expectation-one-in-100-60B": "kernel: [{n}.444444] nf_conntrack: expectation table full"}
+OTHER_NOISE = {"false-hits-60B": ["nginx[{n}]: {n} worker_connections are not enough",
+                                  "mysqld[{n}]: max_connections reached ({n})"]}
 
 
 def text(rnd: random.Random, template: str) -> str:
@@ -99,12 +109,12 @@ def stamp_of(kind: str, when: float) -> str:
     return time.strftime(STAMP, time.localtime(when))
 
 
-def noise(rnd: random.Random, length: int) -> str:
+def noise(rnd: random.Random, length: int, templates: list[str] = NOISE) -> str:
     """One noise line's text, padded or cut to ``length`` (0: as it comes)."""
-    line = text(rnd, rnd.choice(NOISE))
+    line = text(rnd, rnd.choice(templates))
     if length:
         while len(line) < length:
-            line += " " + text(rnd, rnd.choice(NOISE))
+            line += " " + text(rnd, rnd.choice(templates))
         line = line[:length]
     return line
 
@@ -125,14 +135,14 @@ def block(size: int, seed: int, kind: str = "bursts", when: float | None = None)
         if micro:  # each line its own microseconds (same length)
             prefix = prefix[:20] + f"{n % 1000000:06d}" + prefix[26:]
         if every and n % every == 0:
-            body = text(rnd, TABLE_FULL)
+            body = text(rnd, FOUND.get(kind, TABLE_FULL))
             full += 1
             if near and full % 10 == 0:  # as the kernel does: after a burst of 10
                 lines.append(prefix + text(rnd, SUPPRESSED) + "\n")
         elif far and n % 1000 == 0:
             body = text(rnd, SUPPRESSED)
         else:
-            body = noise(rnd, room)
+            body = noise(rnd, room, OTHER_NOISE.get(kind, NOISE))
         line = prefix + body + "\n"
         lines.append(line)
         total += len(line)

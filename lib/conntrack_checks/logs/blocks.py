@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import logmsg
 from .events import ATTRIBUTE, FINE, MAX_LINES
-from .logmsg import SUPPRESSED, TABLE_FULL
+from .logmsg import EXPECT_FULL, SUPPRESSED, TABLE_FULL
 
 # Lines of one syslog file are in the order they were written, not strictly
 # in time order (several writers, each stamping its own lines): a block that
@@ -34,6 +34,12 @@ NEAR = 256
 PENDING = 4 << 20
 # stretch_end stops bisecting at this many bytes (a few lines of any length).
 BISECT_TO = 4096
+# SEARCH_KEY found this many times in a block where CONNTRACK_KEY is not (a log of
+# "worker_connections" or "max_conn" lines from other programs): from then on the
+# search is for CONNTRACK_KEY, at its own speed, not 10 x grep's time.
+MISSES = 256
+# The kinds of line a run of lines just like the last one can be made of.
+RUNS = (TABLE_FULL, EXPECT_FULL)
 # A Stamps.layout that matches no line (no line starts with a newline).
 NO_LAYOUT = (b"\n", 0, b"", b"\n", 0.0, 0)
 # The seconds of a minute as stamps write them (60: a leap second), and two that no
@@ -48,6 +54,7 @@ class SyslogBlocks:
         self.store = store
         self._said: dict = {}  # line from its first key word on -> (kind, netns, count) or None
         self._recent: list = []  # (time or None, line) of the newest lines counted
+        self._key = logmsg.SEARCH_KEY  # CONNTRACK_KEY after MISSES (see add_block)
         self.stamps = Stamps(store.now)
         self.stretch = Stretch(store, self.stamps)
 
@@ -63,7 +70,8 @@ class SyslogBlocks:
         """
         size = len(buffer) if size is None else size
         find, rfind, startswith = buffer.find, buffer.rfind, buffer.startswith
-        key, word, supp_key = logmsg.SEARCH_KEY, logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY
+        key, word, supp_key = self._key, logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY
+        misses = 0  # lines found by SEARCH_KEY that do not hold CONNTRACK_KEY
         data = self.store.data
         since = self.store.since if self.store.since is not None else float("-inf")
         rows = data["events"]
@@ -78,7 +86,9 @@ class SyslogBlocks:
         counted: list = []
         last = None  # (when, netns) of the newest table-full line counted
         last_end = 0  # where it ends (the loop has no time to say more)
-        run = None  # its count row, while each line found is a table-full one just like it
+        # Its count row, while each line found is a table-full line just like it (or an
+        # expectation line: not run_full), and the rows it is one of.
+        run, run_full, run_rows = None, True, rows
         # The text of the last table-full line found from cut on (at first one that
         # cannot match: no key after its 2 bytes) and what it says.
         tail, tail_said = b"--" + bytes(len(word)), None
@@ -125,42 +135,53 @@ class SyslogBlocks:
                 else:
                     later = None
                 if later is not None:
-                    # The same text as the table-full line found last, soon after it: only
-                    # the NEAR bytes before it can hold a count (see RATE).
-                    found = find(supp_key, cut - near if cut - near > lo else lo, start) \
-                        if lo < start else -1
-                    if found >= 0:
-                        if fresh is not None:
-                            when = opened = last_ct = stamps.in_second(
-                                buffer, fresh, second, fzone_at, size)
-                            last, fresh = (when, last[1]), None
-                        data["last_ct"] = last_ct  # what the count is attributed to
+                    # The same text as the line found last, soon after it. Before a
+                    # table-full line only the NEAR bytes can hold a count (see RATE).
+                    found = -1
+                    if run_full:
+                        if lo < start:
+                            found = find(supp_key, cut - near if cut - near > lo else lo, start)
+                        if found >= 0:
+                            if fresh is not None:
+                                when = opened = last_ct = stamps.in_second(
+                                    buffer, fresh, second, fzone_at, size)
+                                last, fresh = (when, last[1]), None
+                            data["last_ct"] = last_ct  # what the count is attributed to
                     if later:  # its own second; its time (with a fraction: see fresh)
-                        second = when = opened = last_ct = later
+                        second = when = later
                         head, after = heads[later - mbase], heads[later - mbase + 1]
-                        last = (when, run[1])
+                        if run_full:
+                            opened = last_ct = later
+                            last = (when, run[1])
                         if later < fine:
                             later -= later % 60
                         if run[0] == later:
-                            run[2] += 1
+                            run[-1] += 1
                         else:
-                            run = row = [later, run[1], 1]
-                            rows.append(row)
+                            run = [later, run[1], 1] if run_full else [later, 1]
+                            run_rows.append(run)
+                            if run_full:
+                                row = run
                     else:
-                        run[2] += 1
+                        run[-1] += 1
                     if found >= 0:
                         stamps.hint = (head, fzone_at, zone, second, when)
                         self.stretch.counts_from(buffer, found, lo, start, counted)
-                    if fzone_at:
-                        fresh = start
+                    lo = cut + tail_len
+                    if run_full:
+                        last_end = lo
+                        if fzone_at:
+                            fresh = start
                     counted.append(cut)
-                    last_end = lo = cut + tail_len
                     at = find(key, lo, size)
                     continue
                 end = cut + tail_len
                 said, like_tail = tail_said, True
             else:
                 if not startswith(word, at):  # "_connect", say: not a line to look at
+                    misses += 1
+                    if misses == MISSES:  # common in this log: the needle that has none
+                        key = self._key = word
                     at = find(key, at + 1, size)
                     continue
                 start = rfind(b"\n", 0, at) + 1
@@ -169,7 +190,7 @@ class SyslogBlocks:
                 if said is None:
                     at = find(key, end, size)
                     continue
-                like_tail = said[0] == TABLE_FULL and cut >= start and buffer[end - 1] == 10
+                like_tail = said[0] in RUNS and cut >= start and buffer[end - 1] == 10
                 if like_tail:
                     tail, tail_said = bytes(buffer[cut:end]), said
                     tail_len = len(tail)
@@ -245,11 +266,15 @@ class SyslogBlocks:
                     # a run takes the lines of a second whole: not the second of since
                     # when stamps have fractions (some of its lines may be before since)
                     if like_tail and (second > since or not fzone_at):
-                        run = row
+                        run, run_full, run_rows = row, True, rows
             else:
                 if last_ct is not None:
                     data["last_ct"] = last_ct
-                take(self.store, kind, said[2], when, buffer, start, end, counted)
+                # a run of expectation lines where no count can be conntrack's
+                if take(self.store, kind, said[2], when, buffer, start, end, counted) \
+                        and like_tail and opened is None and (second > since or not fzone_at):
+                    run_rows = data["expect"]
+                    run, run_full = run_rows[-1], False
             lo = end
             at = find(key, end, size)
         if fresh is not None:
@@ -319,11 +344,13 @@ class SyslogBlocks:
 
 
 def take(store, kind: str, n: int, when: float, buffer, start: int, end: int,
-         counted: list) -> None:
+         counted: list) -> bool:
     """An expectation or suppressed line found in a block, into the store (and, if it
-    counted, into ``counted`` for the lines -v shows)."""
+    counted, into ``counted`` for the lines -v shows); True: it counted."""
     if store.add_count(kind, n, when):
         counted.append((when, None, start, end, buffer))
+        return True
+    return False
 
 
 class Stretch:
