@@ -87,6 +87,8 @@ KINDS = {
     "one-in-100-60B-rfc3339": (60, 100, False, True, False, False, True, 0),
     "one-in-100-60B-a-day": (60, 100, False, True, False, False, False, 200),
     "one-in-100-60B-a-day-rfc3339": (60, 100, False, True, False, False, True, 200),
+    "one-in-2000-60B-a-day": (60, 2000, False, True, False, False, False, 200),
+    "bursts-a-day": (0, 0, True, True, False, False, False, 100),
     "expectation-one-in-100-60B": (60, 100, False, False, False, False, False, 0),
     "false-hits-60B": (60, 0, False, False, False, False, False, 0),
 }
