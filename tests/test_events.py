@@ -90,6 +90,28 @@ def test_a_line_found_by_both_searches_counts_once():
     assert sum(events.count(row) for row in store.data["events"]) == 2
 
 
+@pytest.mark.parametrize("runs", [1, 2])
+def test_counts_of_kernels_before_2_6_32_are_found_after_their_table_full_lines(runs):
+    # "printk: N messages suppressed." only after the wording with a period (2.6.18):
+    # after that the counts are searched for with the key that finds every spelling,
+    # also in the next run (from the last line kept in the state)
+    now = time.time()
+    data: dict = {}
+    lines = [syslog(now - 120, "ip_conntrack: table full, dropping packet."),
+             syslog(now - 60, "printk: 7 messages suppressed."),
+             syslog(now - 59, "martian source 10.0.0.1 from 10.0.0.2, on dev eth0")]
+    for part in ([b"".join(lines)] if runs == 1 else [lines[0], b"".join(lines[1:])]):
+        store = events.Events(data, now, "/nonexistent")
+        store.add_block(part)
+        store.flush()
+    assert [events.count(row) for row in data["supp"]] == [7]
+    # a newer kernel's line: its counts are "callbacks suppressed", found by a shorter key
+    store = events.Events(data, now, "/nonexistent")
+    store.add_block(syslog(now - 30, "nf_conntrack: nf_conntrack: table full, dropping packet")
+                    + syslog(now - 20, "net_ratelimit: 5 callbacks suppressed"))
+    assert [events.count(row) for row in data["supp"]] == [7, 5]
+
+
 def test_lines_that_say_the_same_are_worked_out_once_and_keep_their_own_times():
     now = time.time()
     store = events.Events({}, now, "/nonexistent")

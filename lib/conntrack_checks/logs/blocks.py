@@ -70,7 +70,7 @@ class SyslogBlocks:
         """
         size = len(buffer) if size is None else size
         find, rfind, startswith = buffer.find, buffer.rfind, buffer.startswith
-        key, word, supp_key = self._key, logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY
+        key, word, supp_key = self._key, logmsg.CONNTRACK_KEY, self.stretch.key
         misses = 0  # lines found by SEARCH_KEY that do not hold CONNTRACK_KEY
         data = self.store.data
         since = self.store.since if self.store.since is not None else float("-inf")
@@ -79,7 +79,7 @@ class SyslogBlocks:
         fine = self.store.now - FINE  # rows before it count a minute (see Events.row_time)
         last_ct = data.get("last_ct")
         opened = None if last_ct == self.stretch.too_late_after else last_ct  # see Stretch.open
-        full, rate, near = TABLE_FULL, RATE, NEAR
+        full, rate, near = TABLE_FULL, RATE, self.stretch.near
         stamps = self.stamps
         # The lines counted, for data["lines"]: table-full ones by a position in them,
         # others as (when, None, start, end, buffer) (a buffer kept from an earlier block).
@@ -98,9 +98,10 @@ class SyslogBlocks:
         when = second = None
         head, fzone_at, zone, minute, mbase, send = NO_LAYOUT
         head_len, mlen, run_minute = len(head), len(minute), b"\n"
-        # The heads of every second of the minute (None: no such layout), and the one of
-        # the second after when's: a table-full line a second after the last is the
-        # commonest in an incident (net_ratelimit lets about two a second through).
+        # The heads of every second of the minute (None: no such layout, False: not made
+        # yet), and the one of the second after when's: a table-full line a second after
+        # the last is the commonest in an incident (net_ratelimit lets about two a second
+        # through).
         heads, after = None, b"\n"
         # A later table-full line of when's second whose own fraction has not been read
         # (the run below reads it only when a decision needs it: Stamps.in_second).
@@ -177,6 +178,8 @@ class SyslogBlocks:
                     continue
                 end = cut + tail_len
                 said, like_tail = tail_said, True
+                # a run that goes on, seconds later (before the chain had the heads)
+                continued = second if run is not None else None
             else:
                 if not startswith(word, at):  # "_connect", say: not a line to look at
                     misses += 1
@@ -186,6 +189,7 @@ class SyslogBlocks:
                     continue
                 start = rfind(b"\n", 0, at) + 1
                 end = find(b"\n", at, size) + 1 or size
+                continued = None
                 said = self._said_at(buffer, start, end, cut)
                 if said is None:
                     at = find(key, end, size)
@@ -214,7 +218,7 @@ class SyslogBlocks:
                     if send != mlen + 2:
                         when += float(digits[2:])
                     head = buffer[start:start + head_len]
-                    if heads is not None:
+                    if heads:
                         after = heads[int(when) - mbase + 1]
                 else:
                     stamp, fixed = stamps.at(buffer, start, end)
@@ -226,8 +230,7 @@ class SyslogBlocks:
                     heads, after, run_minute = None, b"\n", b"\n"
                     if (fzone_at or send == mlen + 2) and minute != b"\n" \
                             and mbase <= when < mbase + 61:
-                        heads = tuple(minute + two + head[mlen + 2:] for two in SECONDS)
-                        after, run_minute = heads[int(when) - mbase + 1], minute
+                        heads = False  # made when a run needs them
                 second = int(when)
             kind = said[0]
             if pending:  # the lines before this one, from earlier blocks
@@ -250,6 +253,9 @@ class SyslogBlocks:
             if kind == full:
                 any_full = True
                 opened = last_ct = when
+                if supp_key is not said[3]:
+                    supp_key = self.stretch.key = said[3]
+                    near = self.stretch.near = near_for(supp_key)
                 if when >= since:
                     netns = said[1]
                     counted_in = second if second >= fine else second - second % 60
@@ -275,6 +281,12 @@ class SyslogBlocks:
                         and like_tail and opened is None and (second > since or not fzone_at):
                     run_rows = data["expect"]
                     run, run_full = run_rows[-1], False
+            if run is not None and heads is not None and (
+                    heads or (continued is not None and second - continued < rate)):
+                if heads is False:  # the minute's heads, now that a run needs them
+                    heads = tuple(minute + two + head[mlen + 2:] for two in SECONDS)
+                    run_minute = minute
+                after = heads[second - mbase + 1]
             lo = end
             at = find(key, end, size)
         if fresh is not None:
@@ -325,22 +337,38 @@ class SyslogBlocks:
         del lines[:-MAX_LINES]
 
     def _said_at(self, buffer, start: int, end: int, cut: int) -> tuple | None:
-        """(kind, netns, count) of the line ``buffer[start:end]``, None: nothing counted.
+        """(kind, netns, count, the key of the counts after it) of the line
+        ``buffer[start:end]``, None: nothing counted.
 
         ``cut``: two bytes before its first CONNTRACK_KEY. Lines that differ only
         before that (time, host, kernel timestamp) say the same: worked out once.
         """
         if cut < start or buffer.find(b"suppressed", start, cut) >= 0:
-            found = logmsg.classify(bytes(buffer[start:end]))
-            return found and (found.kind, found.netns, found.count)
+            return said_by(bytes(buffer[start:end]))
         tail = bytes(buffer[cut:end])
         said = self._said.get(tail, False)
         if said is False:
-            found = logmsg.classify(bytes(buffer[start:end]))
-            said = self._said[tail] = found and (found.kind, found.netns, found.count)
+            said = self._said[tail] = said_by(bytes(buffer[start:end]))
             if len(self._said) > CACHE:
                 self._said.clear()
         return said
+
+
+def said_by(line: bytes) -> tuple | None:
+    """What _said_at keeps of a line (see there)."""
+    found = logmsg.classify(line)
+    return found and (found.kind, found.netns, found.count, counts_key(line))
+
+
+def counts_key(line) -> bytes:
+    """What the counts after a table-full ``line`` are searched for (see CALLBACKS_KEY)."""
+    return logmsg.SUPPRESSED_KEY if logmsg.OLD_WORDING in line else logmsg.CALLBACKS_KEY
+
+
+def near_for(key: bytes) -> int:
+    """NEAR for a search for ``key``: CALLBACKS_KEY comes 8 bytes before SUPPRESSED_KEY
+    in a count's line, so the window starts 8 bytes earlier for it."""
+    return NEAR + (8 if key == logmsg.CALLBACKS_KEY else 0)
 
 
 def take(store, kind: str, n: int, when: float, buffer, start: int, end: int,
@@ -361,6 +389,12 @@ class Stretch:
         self.store = store
         self.stamps = stamps
         self.open: float | None = None  # the table-full line whose stretch add_block is in
+        # What its counts are searched for (see logmsg.CALLBACKS_KEY): as after the last
+        # table-full line of an earlier run, or what finds every count.
+        last = store.data.get("last")
+        self.key = counts_key(last[2].encode("utf-8", "replace")) if last \
+            else logmsg.SUPPRESSED_KEY
+        self.near = near_for(self.key)
         self.pending: bytearray | None = None  # lines of a stretch not searched yet (block_ends)
         # The last_ct after which this run's lines were found to be too late for
         # attribution; later ones are later still.
@@ -395,9 +429,9 @@ class Stretch:
         if self.open is None:
             return
         if kind == TABLE_FULL and when - self.open <= RATE:
-            window = len(pending) - (NEAR - start)
+            window = len(pending) - (self.near - start)
             if window < len(pending):
-                found = pending.find(logmsg.SUPPRESSED_KEY, max(0, window))
+                found = pending.find(self.key, max(0, window))
                 if found >= 0:
                     self.counts_from(pending, found, 0, len(pending), counted)
         else:
@@ -419,7 +453,7 @@ class Stretch:
 
     def counts_from(self, buffer, at: int, lo: int, hi: int, counted: list) -> None:
         """The counts of the lines of ``buffer[lo:hi]`` (between lines add_block found)
-        that hold SUPPRESSED_KEY, from the one at ``at`` on."""
+        that hold the key (see logmsg.CALLBACKS_KEY), from the one at ``at`` on."""
         find = buffer.find
         while at >= 0:
             start = buffer.rfind(b"\n", lo, at) + 1 or lo
@@ -428,12 +462,12 @@ class Stretch:
             if n is not None:
                 when = self.stamps.exact(buffer, start, end)
                 take(self.store, SUPPRESSED, n, when, buffer, start, end, counted)
-            at = find(logmsg.SUPPRESSED_KEY, end, hi)
+            at = find(self.key, end, hi)
 
     def counts_in(self, buffer, lo: int, hi: int, counted: list) -> None:
         """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
         of them holds CONNTRACK_KEY with a message, so a count is all one can say."""
-        for start, end in logmsg.lines_with(buffer, logmsg.SUPPRESSED_KEY, lo, hi):
+        for start, end in logmsg.lines_with(buffer, self.key, lo, hi):
             n = logmsg.suppressed_count(bytes(buffer[start:end]))
             if n is not None:
                 when = self.stamps.exact(buffer, start, end)
