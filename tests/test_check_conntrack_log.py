@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conntrack_checks.checks import check_conntrack_log as ccl
-from conntrack_checks.logs import blocks, events, logfile, logmsg
+from conntrack_checks.logs import blocks, events, logfile
 from log_fixtures import Log, gzip_file, scripted_kmsg
 
 
@@ -421,12 +421,11 @@ def test_suppressed_lines_are_searched_for_only_where_they_can_count(check, log,
     log.append(later)  # 10 minutes later: nothing here can be conntrack's
     searched = []
 
-    def lines_with(buffer, key, start=0, end=None, real=logmsg.lines_with):
-        if key in (logmsg.SUPPRESSED_KEY, logmsg.CALLBACKS_KEY):
-            searched.append(end - start)
-        return real(buffer, key, start, end)
+    def counts_in(self, buffer, lo, hi, counted, real=blocks.Stretch.counts_in):
+        searched.append(hi - lo)
+        return real(self, buffer, lo, hi, counted)
 
-    monkeypatch.setattr(logmsg, "lines_with", lines_with)
+    monkeypatch.setattr(blocks.Stretch, "counts_in", counts_in)
     _code, count, out = check("-v")
     assert count == 1 and "suppressed=60;" in out
     assert "without a table-full line" not in out  # the 50 was never searched for

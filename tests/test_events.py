@@ -8,7 +8,7 @@ import time
 import pytest
 from conntrack_checks.errors import ProbeError
 from conntrack_checks.kernel.sysctl import Roots
-from conntrack_checks.logs import events, journal, logmsg
+from conntrack_checks.logs import blocks, events, journal, logmsg
 from log_fixtures import Log
 
 
@@ -110,6 +110,20 @@ def test_counts_of_kernels_before_2_6_32_are_found_after_their_table_full_lines(
     store.add_block(syslog(now - 30, "nf_conntrack: nf_conntrack: table full, dropping packet")
                     + syslog(now - 20, "net_ratelimit: 5 callbacks suppressed"))
     assert [events.count(row) for row in data["supp"]] == [7, 5]
+
+
+def test_a_stretch_full_of_other_callbacks_lines_is_searched_for_counts_only():
+    # "callback" lines of another program where counts are looked for: after MISSES of
+    # them the search is for SUPPRESSED_KEY, which they do not hold; counts still count
+    now = time.time()
+    store = events.Events({}, now, "/nonexistent")
+    other = syslog(now - 100, "app[1]: callback done")
+    store.add_block(syslog(now - 110, "nf_conntrack: nf_conntrack: table full, dropping packet")
+                    + other * (blocks.MISSES + 10)
+                    + syslog(now - 90, "net_ratelimit: 33 callbacks suppressed") + other * 10)
+    store.flush()
+    assert [events.count(row) for row in store.data["supp"]] == [33]
+    assert store._blocks.stretch.key == logmsg.SUPPRESSED_KEY
 
 
 def test_lines_that_say_the_same_are_worked_out_once_and_keep_their_own_times():

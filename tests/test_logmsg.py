@@ -43,11 +43,24 @@ def test_every_message_variant(line, kind, netns, count):
         assert found is None
         return
     assert (found.kind, found.netns, found.count) == (kind, netns, count)
-    # the search finds the same line among others
+    # the scan's searches find the same line among others
     block = f"noise one\n{line}\nnoise conntrackd two\n".encode()
-    found = [block[start:end] for key in (logmsg.CONNTRACK_KEY, logmsg.SUPPRESSED_KEY)
-             for start, end in logmsg.lines_with(block, key)]
+    found = {ln for key in (logmsg.SEARCH_KEY, logmsg.SUPPRESSED_KEY)
+             for ln in lines_holding(block, key)}
     assert [ln for ln in found if logmsg.classify(ln)] == [line.encode() + b"\n"]
+    if count is not None and b"callbacks" in line.encode():  # and the kernels' since 2.6.32
+        assert line.encode() + b"\n" in lines_holding(block, logmsg.CALLBACKS_KEY)
+
+
+def lines_holding(block: bytes, key: bytes) -> list[bytes]:
+    """The lines of ``block`` that hold ``key``, as the scan finds them."""
+    lines = []
+    at = block.find(key)
+    while at >= 0:
+        start, end = block.rfind(b"\n", 0, at) + 1, block.find(b"\n", at) + 1 or len(block)
+        lines.append(block[start:end])
+        at = block.find(key, end)
+    return lines
 
 
 def test_grep_pattern_matches_the_same_lines():

@@ -254,8 +254,7 @@ class SyslogBlocks:
                 any_full = True
                 opened = last_ct = when
                 if supp_key is not said[3]:
-                    supp_key = self.stretch.key = said[3]
-                    near = self.stretch.near = near_for(supp_key)
+                    supp_key, near = self.stretch.use(said[3])
                 if when >= since:
                     netns = said[1]
                     counted_in = second if second >= fine else second - second % 60
@@ -391,10 +390,11 @@ class Stretch:
         self.open: float | None = None  # the table-full line whose stretch add_block is in
         # What its counts are searched for (see logmsg.CALLBACKS_KEY): as after the last
         # table-full line of an earlier run, or what finds every count.
+        self.fast = True  # CALLBACKS_KEY may be used (see counts_from)
+        self.misses = 0  # lines it found that were no count
         last = store.data.get("last")
-        self.key = counts_key(last[2].encode("utf-8", "replace")) if last \
-            else logmsg.SUPPRESSED_KEY
-        self.near = near_for(self.key)
+        self.use(counts_key(last[2].encode("utf-8", "replace")) if last
+                 else logmsg.SUPPRESSED_KEY)
         self.pending: bytearray | None = None  # lines of a stretch not searched yet (block_ends)
         # The last_ct after which this run's lines were found to be too late for
         # attribution; later ones are later still.
@@ -462,16 +462,25 @@ class Stretch:
             if n is not None:
                 when = self.stamps.exact(buffer, start, end)
                 take(self.store, SUPPRESSED, n, when, buffer, start, end, counted)
+            elif self.key == logmsg.CALLBACKS_KEY:
+                self.misses += 1
+                if self.misses == MISSES:  # "callback" lines of other programs: the key
+                    self.fast = False  # that finds counts only
+                    self.use(logmsg.SUPPRESSED_KEY)
             at = find(self.key, end, hi)
 
     def counts_in(self, buffer, lo: int, hi: int, counted: list) -> None:
         """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
         of them holds CONNTRACK_KEY with a message, so a count is all one can say."""
-        for start, end in logmsg.lines_with(buffer, self.key, lo, hi):
-            n = logmsg.suppressed_count(bytes(buffer[start:end]))
-            if n is not None:
-                when = self.stamps.exact(buffer, start, end)
-                take(self.store, SUPPRESSED, n, when, buffer, start, end, counted)
+        self.counts_from(buffer, buffer.find(self.key, lo, hi), lo, hi, counted)
+
+    def use(self, key: bytes) -> tuple[bytes, int]:
+        """Search counts for ``key`` from now on (CALLBACKS_KEY only while it finds few
+        other lines); (the key, its NEAR)."""
+        if key == logmsg.CALLBACKS_KEY and not self.fast:
+            key = logmsg.SUPPRESSED_KEY
+        self.key, self.near = key, near_for(key)
+        return self.key, self.near
 
 
 class Stamps:

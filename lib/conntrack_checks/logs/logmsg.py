@@ -1,9 +1,9 @@
 """The kernel's conntrack log messages in every generation, and their times.
 
-``lines_with(buffer, key)`` finds the interesting lines of a block of
-complete lines without looking at every line: ``bytes.find`` jumps to each
-``CONNTRACK_KEY`` (or ``SUPPRESSED_KEY``), and ``classify`` reads only
-those lines.
+The file scan (blocks.py) finds the interesting lines of a block without
+looking at every line: ``bytes.find`` jumps to each ``SEARCH_KEY`` (or,
+where a count can be conntrack's, ``CALLBACKS_KEY`` or ``SUPPRESSED_KEY``),
+and ``classify`` reads only those lines.
 
 Wordings (see kernel-conntrack.md, section 3):
 
@@ -135,21 +135,6 @@ def suppressed_count(line: bytes) -> int | None:
                 break
             at = line.find(prefix, at + 1)
     return None if first is None else first[1]
-
-
-def lines_with(buffer, key: bytes, start: int = 0, end: int | None = None):
-    """(start, end) of each line of ``buffer[start:end]`` holding ``key``, in order.
-
-    ``buffer`` (bytes or a reused bytearray) holds complete lines from
-    ``start`` to ``end``; a line's end includes its newline (if it has one).
-    """
-    end = len(buffer) if end is None else end
-    find = buffer.find
-    at = find(key, start, end)
-    while at >= 0:
-        line_end = find(b"\n", at, end) + 1 or end
-        yield buffer.rfind(b"\n", start, at) + 1 or start, line_end
-        at = find(key, line_end, end)
 
 
 def line_text(line: bytes) -> str:
