@@ -154,7 +154,7 @@ class SyslogBlocks:
                         if run_full:
                             opened = last_ct = later
                             last = (when, run[1])
-                        if later < fine:
+                        if later < fine:  # Events.row_time, inline: once a second
                             later -= later % 60
                         if run[0] == later:
                             run[-1] += 1
@@ -257,7 +257,7 @@ class SyslogBlocks:
                     supp_key, near = self.stretch.use(said[3])
                 if when >= since:
                     netns = said[1]
-                    counted_in = second if second >= fine else second - second % 60
+                    counted_in = self.store.row_time(second)
                     if row is not None and row[0] == counted_in and row[1] == netns:
                         row[2] += 1
                     else:
