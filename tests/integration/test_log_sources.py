@@ -10,6 +10,7 @@ report exactly the lines `dmesg` shows for the lab's namespaces, once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -162,9 +163,13 @@ def counts(output: str) -> tuple[int, int]:
     return int(match.group(1)), int(supp.group(1))
 
 
-def test_every_source_reports_the_same_bursts_exactly_once(tmp_path, run_plugin):
-    need_root_tools("ip", "nft", "conntrack", "dmesg", "rsyslogd", "logrotate", "journalctl",
-                    "pgrep")
+@contextlib.contextmanager
+def lab_with_daemons(tmp_path: Path, *tools: str):
+    """A Lab (max LAB_MAX) with a real rsyslogd writing ``tmp_path``/logs/kern.log (kern.*)
+    and a journald reading /dev/kmsg: yields (lab, the logs folder, rsyslogd's process);
+    the daemons are stopped after, whatever happened."""
+    need_root_tools("ip", "nft", "conntrack", "dmesg", "rsyslogd", "journalctl", "pgrep",
+                    *tools)
     if not os.access(JOURNALD, os.X_OK):
         need_root_tools(JOURNALD)
     logs = tmp_path / "logs"
@@ -176,58 +181,63 @@ def test_every_source_reports_the_same_bursts_exactly_once(tmp_path, run_plugin)
             daemons.journald()
             wait_for(lambda: (logs / "kern.log").exists() and (logs / "kern.log").stat().st_size,
                      "rsyslog to write kern.log")
-            sources = {
-                "file": ["--logfile", str(logs / "kern.log")],
-                "kmsg": ["--source", "kmsg"],
-                "journal": ["--source", "journal"],
-            }
-
-            def run_all():
-                return run_every_source(run_plugin, sources, tmp_path)
-
-            for code, out in run_all().values():
-                assert code == 0 and "first run: baseline" in out, out
-
-            # Namespace inodes are reused: older lines with the same number may
-            # be in the ring (and so in the file and the journal); count deltas.
-            inodes: list[int] = []
-            truth = 0
-            for phase, mode in ((1, "delaycompress"), (2, "copytruncate")):
-                ns = lab.namespace(f"log{phase}")
-                inodes.append(os.stat(f"/run/netns/{ns}").st_ino)
-                before = (ring_mark(), file_lines(logs, inodes), journal_lines(inodes))
-                time.sleep(6)  # past the 5 s rate-limit interval: the next burst is printed
-                lab.fill(ns, LAB_MAX + 300)
-                wait_for(lambda b=before: dmesg_lines(inodes, b[0]) > 0, "the kernel's lines")
-                time.sleep(1)
-                burst = dmesg_lines(inodes, before[0])
-                assert burst >= 10
-                truth += burst
-                wait_for(lambda b=before, n=burst: file_lines(logs, inodes) - b[1] == n,
-                         "rsyslog to write them")
-                wait_for(lambda b=before, n=burst: journal_lines(inodes) - b[2] == n,
-                         "journald to store them")
-                logrotate(tmp_path, logs, rsyslog.pid, mode)
-                if mode == "copytruncate":
-                    assert (logs / "kern.log.2.gz").exists() and (logs / "kern.log.1").exists()
-                results = run_all()
-                seen = {name: counts(out) for name, (code, out) in results.items()}
-                assert {name: c for name, (c, _) in seen.items()} == \
-                    dict.fromkeys(sources, truth), results
-                assert len({s for _, s in seen.values()}) == 1, results
-                for code, out in results.values():
-                    assert code == 2, out
-                    assert all(f"[{i}]" in out for i in inodes), out
-                again = run_all()
-                assert {n: counts(o)[0] for n, (_, o) in again.items()} == \
-                    dict.fromkeys(sources, truth)
-            assert seen["file"][1] > 0, "the second burst printed no 'callbacks suppressed'"
-            report = report_section(Roots(), 3600, source="kmsg")
-            assert report["source"] == "kmsg" and report["table_full"] >= truth
-            assert json.loads(json.dumps(report)) == report
-            not_in_group(tmp_path, run_plugin)
+            yield lab, logs, rsyslog
         finally:
             daemons.stop()
+
+
+def test_every_source_reports_the_same_bursts_exactly_once(tmp_path, run_plugin):
+    with lab_with_daemons(tmp_path, "logrotate") as (lab, logs, rsyslog):
+        sources = {
+            "file": ["--logfile", str(logs / "kern.log")],
+            "kmsg": ["--source", "kmsg"],
+            "journal": ["--source", "journal"],
+        }
+
+        def run_all():
+            return run_every_source(run_plugin, sources, tmp_path)
+
+        for code, out in run_all().values():
+            assert code == 0 and "first run: baseline" in out, out
+
+        # Namespace inodes are reused: older lines with the same number may
+        # be in the ring (and so in the file and the journal); count deltas.
+        inodes: list[int] = []
+        truth = 0
+        for phase, mode in ((1, "delaycompress"), (2, "copytruncate")):
+            ns = lab.namespace(f"log{phase}")
+            inodes.append(os.stat(f"/run/netns/{ns}").st_ino)
+            before = (ring_mark(), file_lines(logs, inodes), journal_lines(inodes))
+            time.sleep(6)  # past the 5 s rate-limit interval: the next burst is printed
+            lab.fill(ns, LAB_MAX + 300)
+            wait_for(lambda b=before: dmesg_lines(inodes, b[0]) > 0, "the kernel's lines")
+            time.sleep(1)
+            burst = dmesg_lines(inodes, before[0])
+            assert burst >= 10
+            truth += burst
+            wait_for(lambda b=before, n=burst: file_lines(logs, inodes) - b[1] == n,
+                     "rsyslog to write them")
+            wait_for(lambda b=before, n=burst: journal_lines(inodes) - b[2] == n,
+                     "journald to store them")
+            logrotate(tmp_path, logs, rsyslog.pid, mode)
+            if mode == "copytruncate":
+                assert (logs / "kern.log.2.gz").exists() and (logs / "kern.log.1").exists()
+            results = run_all()
+            seen = {name: counts(out) for name, (code, out) in results.items()}
+            assert {name: c for name, (c, _) in seen.items()} == \
+                dict.fromkeys(sources, truth), results
+            assert len({s for _, s in seen.values()}) == 1, results
+            for code, out in results.values():
+                assert code == 2, out
+                assert all(f"[{i}]" in out for i in inodes), out
+            again = run_all()
+            assert {n: counts(o)[0] for n, (_, o) in again.items()} == \
+                dict.fromkeys(sources, truth)
+        assert seen["file"][1] > 0, "the second burst printed no 'callbacks suppressed'"
+        report = report_section(Roots(), 3600, source="kmsg")
+        assert report["source"] == "kmsg" and report["table_full"] >= truth
+        assert json.loads(json.dumps(report)) == report
+        not_in_group(tmp_path, run_plugin)
 
 
 def run_every_source(run_plugin, sources: dict, tmp_path: Path) -> dict:
@@ -260,60 +270,47 @@ def test_userspace_posing_as_the_kernel_is_not_counted(tmp_path, run_plugin):
     """Lines written to /dev/kmsg by a process never count, in /dev/kmsg or the journal,
     nor in a kern.log that rsyslog writes with the kern.* selector; the kernel's own burst
     right after them does, with its namespace."""
-    need_root_tools("ip", "nft", "conntrack", "dmesg", "journalctl", "pgrep", "rsyslogd")
-    if not os.access(JOURNALD, os.X_OK):
-        need_root_tools(JOURNALD)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    daemons = Daemons(tmp_path)
-    with Lab(max_entries=LAB_MAX) as lab:
-        try:
-            daemons.rsyslog()
-            daemons.journald()
-            wait_for(lambda: (logs / "kern.log").exists() and (logs / "kern.log").stat().st_size,
-                     "rsyslog to write kern.log")
-            wait_for(lambda: settled(logs / "kern.log"), "rsyslog to copy the ring")
-            ns = lab.namespace("posing")
-            inodes = [os.stat(f"/run/netns/{ns}").st_ino]
-            sources = {"kmsg": ["--source", "kmsg"], "journal": ["--source", "journal"],
-                       "file": ["--logfile", str(logs / "kern.log")]}
+    with lab_with_daemons(tmp_path) as (lab, logs, _rsyslog):
+        wait_for(lambda: settled(logs / "kern.log"), "rsyslog to copy the ring")
+        ns = lab.namespace("posing")
+        inodes = [os.stat(f"/run/netns/{ns}").st_ino]
+        sources = {"kmsg": ["--source", "kmsg"], "journal": ["--source", "journal"],
+                   "file": ["--logfile", str(logs / "kern.log")]}
 
-            def run_all():
-                return run_every_source(run_plugin, sources, tmp_path)
+        def run_all():
+            return run_every_source(run_plugin, sources, tmp_path)
 
-            for code, out in run_all().values():
-                assert code == 0 and "first run: baseline" in out, out
-            # Namespace inodes are reused: older lines with the same number may be in the
-            # ring (and so in the file and the journal); count deltas.
-            mark = ring_mark()
-            before = (journal_lines(inodes), file_lines(logs, inodes))
-            posed = f"nf_conntrack: nf_conntrack: table full in netns {inodes[0]}, dropping packet"
-            for text in (f"<4>{posed}", posed, f"<12>{posed}",
-                         "<4>net_ratelimit: 987654 callbacks suppressed"):
-                with open("/dev/kmsg", "w") as kmsg:
-                    kmsg.write(text + "\n")
-            wait_for(lambda: dmesg_lines(inodes, mark) == 3, "the posed lines in the ring")
-            assert kernel_lines(inodes, mark) == 0  # facility user, as the kernel gave them
-            time.sleep(6)  # past the 5 s rate-limit interval: the next burst is printed
-            lab.fill(ns, LAB_MAX + 300)
-            wait_for(lambda: kernel_lines(inodes, mark) > 0, "the kernel's lines")
-            time.sleep(1)
-            burst = kernel_lines(inodes, mark)
-            assert burst >= 10
-            wait_for(lambda: journal_lines(inodes) - before[0] == 3 + burst,
-                     "journald to store them all")
-            wait_for(lambda: file_lines(logs, inodes) - before[1] >= burst,
-                     "rsyslog to write the burst")
-            time.sleep(1)
-            # kern.* let none of the posed lines in
-            assert file_lines(logs, inodes) - before[1] == burst
-            for name, (code, out) in run_all().items():
-                full, suppressed = counts(out)
-                assert (name, full) == (name, burst), out
-                assert suppressed < 987654 and f"[{inodes[0]}] ({burst})" in out, out
-                assert code == 2, out
-        finally:
-            daemons.stop()
+        for code, out in run_all().values():
+            assert code == 0 and "first run: baseline" in out, out
+        # Namespace inodes are reused: older lines with the same number may be in the
+        # ring (and so in the file and the journal); count deltas.
+        mark = ring_mark()
+        before = (journal_lines(inodes), file_lines(logs, inodes))
+        posed = f"nf_conntrack: nf_conntrack: table full in netns {inodes[0]}, dropping packet"
+        for text in (f"<4>{posed}", posed, f"<12>{posed}",
+                     "<4>net_ratelimit: 987654 callbacks suppressed"):
+            with open("/dev/kmsg", "w") as kmsg:
+                kmsg.write(text + "\n")
+        wait_for(lambda: dmesg_lines(inodes, mark) == 3, "the posed lines in the ring")
+        assert kernel_lines(inodes, mark) == 0  # facility user, as the kernel gave them
+        time.sleep(6)  # past the 5 s rate-limit interval: the next burst is printed
+        lab.fill(ns, LAB_MAX + 300)
+        wait_for(lambda: kernel_lines(inodes, mark) > 0, "the kernel's lines")
+        time.sleep(1)
+        burst = kernel_lines(inodes, mark)
+        assert burst >= 10
+        wait_for(lambda: journal_lines(inodes) - before[0] == 3 + burst,
+                 "journald to store them all")
+        wait_for(lambda: file_lines(logs, inodes) - before[1] >= burst,
+                 "rsyslog to write the burst")
+        time.sleep(1)
+        # kern.* let none of the posed lines in
+        assert file_lines(logs, inodes) - before[1] == burst
+        for name, (code, out) in run_all().items():
+            full, suppressed = counts(out)
+            assert (name, full) == (name, burst), out
+            assert suppressed < 987654 and f"[{inodes[0]}] ({burst})" in out, out
+            assert code == 2, out
 
 
 def plugin(name: str) -> str:
