@@ -7,7 +7,7 @@ import random
 import time
 
 import pytest
-from conntrack_checks.logs import blocks, events, logmsg
+from conntrack_checks.logs import blocks, events, logmsg, memsearch
 
 NOW = 1796040000.0  # 2026-11-30 11:20 UTC
 WORDINGS = [  # (weight, text after "host ")
@@ -23,6 +23,7 @@ WORDINGS = [  # (weight, text after "host ")
     (3, "kernel: [{k}.5] net_ratelimit: {n} callbacks suppressed"),
     (1, "sshd[1]: tcp_connect failed _conn _conntrack _connx"),
     (1, "kernel: nf_conntrack: falling back to vmalloc."),
+    (1, "app[1]: callback done: 5 callbacks suppressed, callb"),
     (8, "systemd[1]: Started session {n}.scope"),
     (4, "kernel: [{k}.2] IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60"),
 ]
@@ -142,6 +143,20 @@ def test_runs_of_lines_like_the_last_change_nothing(seed, monkeypatch):
         with monkeypatch.context() as patch:
             patch.setattr(blocks, "RUNS", ())
             assert scan(data, cuts, since) == with_runs, (seed, case)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_searching_with_memmem_changes_nothing(seed, monkeypatch):
+    """A large read's memmem searches (memsearch) against bytes.find's: in every block,
+    and only in blocks after a sparse one."""
+    assert memsearch.finder(bytearray(b"x")) is not None
+    for case, data, cuts, since in cases(seed):
+        with_find = scan(data, cuts, since)
+        for dense in (10 ** 9, 3):
+            with monkeypatch.context() as patch:
+                patch.setattr(blocks, "MEMMEM_AFTER", -1)
+                patch.setattr(blocks, "DENSE", dense)
+                assert scan(data, cuts, since) == with_find, (seed, case, dense)
 
 
 def test_rows_before_fine_are_per_minute_as_they_are_read():

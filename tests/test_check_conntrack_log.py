@@ -421,15 +421,40 @@ def test_suppressed_lines_are_searched_for_only_where_they_can_count(check, log,
     log.append(later)  # 10 minutes later: nothing here can be conntrack's
     searched = []
 
-    def counts_in(self, buffer, lo, hi, counted, real=blocks.Stretch.counts_in):
+    def counts_in(self, buffer, lo, hi, counted, search=None, real=blocks.Stretch.counts_in):
         searched.append(hi - lo)
-        return real(self, buffer, lo, hi, counted)
+        return real(self, buffer, lo, hi, counted, search)
 
     monkeypatch.setattr(blocks.Stretch, "counts_in", counts_in)
     _code, count, out = check("-v")
     assert count == 1 and "suppressed=60;" in out
     assert "without a table-full line" not in out  # the 50 was never searched for
     assert 0 < sum(searched) < 100 * 80 + 2 * blocks.BISECT_TO < len(later) / 10, searched
+
+
+def test_a_large_read_is_searched_with_memmem_and_counts_the_same(check, log, monkeypatch):
+    """Past blocks.MEMMEM_AFTER bytes a run searches with libc's memmem: table-full lines
+    and the count after them are found there as before it."""
+    from conntrack_checks.logs import memsearch
+    made = []
+
+    def finder(buffer, real=memsearch.finder):
+        made.append(real(buffer))
+        return made[-1]
+
+    monkeypatch.setattr(memsearch, "finder", finder)
+    check()
+    noise = b"".join(log.line(f"eth0: link up {n} " + "x" * 60) for n in range(1000))
+    for _ in range(blocks.MEMMEM_AFTER // len(noise) + 1):
+        log.append(noise)
+    log.ct(3)
+    log.noise(1000)
+    log.text("net_ratelimit: 60 callbacks suppressed")
+    # lines past RATE: the block is searched for counts now (not kept for flush())
+    log.append(b"".join(log.line(f"eth0: link up {n}", time.time() + 10) for n in range(9)))
+    _code, count, out = check("--max-bytes", "64M")
+    assert count == 3 and "suppressed=60;" in out, out
+    assert any(found is not None for found in made)  # memmem searched the last blocks
 
 
 def test_expectation_table_full_is_its_own_finding(check, log):

@@ -1,15 +1,16 @@
 """Syslog file blocks: the conntrack lines found with one search, into an Events store.
 
 check_conntrack_log's full scan must cost about what ``grep -c`` does on any log
-(docs/benchmarks.rst), so a block of lines is searched once for CONNTRACK_KEY and
-only the lines found are parsed; "callbacks suppressed" counts are looked for only
+(docs/benchmarks.rst), so a block of lines is searched once for CONNTRACK_KEY (with
+bytes.find, or in a large read libc's memmem: memsearch.py) and only the lines found
+are parsed; "callbacks suppressed" counts are looked for only
 where they can still be attributed. The store (rows, attribution, pruning) is
 events.Events; this module finds lines and their times.
 """
 
 from __future__ import annotations
 
-from . import logmsg
+from . import logmsg, memsearch
 from .events import ATTRIBUTE, FINE, MAX_LINES
 from .logmsg import EXPECT_FULL, SUPPRESSED, TABLE_FULL
 
@@ -38,6 +39,13 @@ BISECT_TO = 4096
 # "worker_connections" or "max_conn" lines from other programs): from then on the
 # search is for CONNTRACK_KEY, at its own speed, not 10 x grep's time.
 MISSES = 256
+# A run reads this much with bytes.find before it searches with memmem (see
+# memsearch): a check every minute reads less, and importing ctypes costs about as
+# much as reading a megabyte.
+MEMMEM_AFTER = 8 << 20
+# Lines counted in a block above which the next block is searched with bytes.find:
+# memmem's calls cost more than its speed saves where the lines found are this close.
+DENSE = 64
 # The kinds of line a run of lines just like the last one can be made of.
 RUNS = (TABLE_FULL, EXPECT_FULL)
 # A Stamps.layout that matches no line (no line starts with a newline).
@@ -55,6 +63,8 @@ class SyslogBlocks:
         self._said: dict = {}  # line from its first key word on -> (kind, netns, count) or None
         self._recent: list = []  # (time or None, line) of the newest lines counted
         self._key = logmsg.SEARCH_KEY  # CONNTRACK_KEY after MISSES (see add_block)
+        self._read = 0  # bytes of blocks so far (see MEMMEM_AFTER)
+        self._dense = False  # the last block counted more than DENSE lines
         self.stamps = Stamps(store.now)
         self.stretch = Stretch(store, self.stamps)
 
@@ -71,6 +81,14 @@ class SyslogBlocks:
         size = len(buffer) if size is None else size
         find, rfind, startswith = buffer.find, buffer.rfind, buffer.startswith
         key, word, supp_key = self._key, logmsg.CONNTRACK_KEY, self.stretch.key
+        # Searches over kilobytes (the next line found, counts in a stretch) with
+        # memmem in a large read: a longer needle, no lines found that hold no
+        # CONNTRACK_KEY. The short ones (a line's end, NEAR) stay with find.
+        self._read += size
+        search = memsearch.finder(buffer) if self._read > MEMMEM_AFTER else None
+        seek = find
+        if search is not None and not self._dense:
+            seek, key = search, word
         misses = 0  # lines found by SEARCH_KEY that do not hold CONNTRACK_KEY
         data = self.store.data
         since = self.store.since if self.store.since is not None else float("-inf")
@@ -109,7 +127,7 @@ class SyslogBlocks:
         pending = self.stretch.pending is not None
         any_full = False
         lo = 0  # the lines after the last one found start here
-        at = find(key, 0, size)
+        at = seek(key, 0, size)
         while at >= 0:
             cut = at - 2
             if startswith(tail, cut):  # as the last table-full line: the end is known
@@ -167,14 +185,14 @@ class SyslogBlocks:
                         run[-1] += 1
                     if found >= 0:
                         stamps.hint = (head, fzone_at, zone, second, when)
-                        self.stretch.counts_from(buffer, found, lo, start, counted)
+                        self.stretch.counts_from(buffer, found, lo, start, counted, search)
                     lo = cut + tail_len
                     if run_full:
                         last_end = lo
                         if fzone_at:
                             fresh = start
                     counted.append(cut)
-                    at = find(key, lo, size)
+                    at = seek(key, lo, size)
                     continue
                 end = cut + tail_len
                 said, like_tail = tail_said, True
@@ -185,14 +203,14 @@ class SyslogBlocks:
                     misses += 1
                     if misses == MISSES:  # common in this log: the needle that has none
                         key = self._key = word
-                    at = find(key, at + 1, size)
+                    at = seek(key, at + 1, size)
                     continue
                 start = rfind(b"\n", 0, at) + 1
                 end = find(b"\n", at, size) + 1 or size
                 continued = None
                 said = self._said_at(buffer, start, end, cut)
                 if said is None:
-                    at = find(key, end, size)
+                    at = seek(key, end, size)
                     continue
                 like_tail = said[0] in RUNS and cut >= start and buffer[end - 1] == 10
                 if like_tail:
@@ -244,10 +262,10 @@ class SyslogBlocks:
                     found = find(supp_key, cut - near if cut - near > lo else lo, start)
                     if found >= 0:
                         data["last_ct"] = last_ct
-                        self.stretch.counts_from(buffer, found, lo, start, counted)
+                        self.stretch.counts_from(buffer, found, lo, start, counted, search)
                 else:
                     data["last_ct"], self.stretch.open = last_ct, opened
-                    self.stretch.between(buffer, lo, start, kind, when, counted)
+                    self.stretch.between(buffer, lo, start, kind, when, counted, search)
                     opened = self.stretch.open
             run = None
             if kind == full:
@@ -287,7 +305,7 @@ class SyslogBlocks:
                     run_minute = minute
                 after = heads[second - mbase + 1]
             lo = end
-            at = find(key, end, size)
+            at = seek(key, end, size)
         if fresh is not None:
             when = opened = last_ct = stamps.in_second(buffer, fresh, second, fzone_at, size)
             last = (when, last[1])
@@ -295,12 +313,13 @@ class SyslogBlocks:
             data["last_ct"] = last_ct
         self.stretch.open = opened
         if opened is not None and lo < size:
-            self.stretch.block_ends(buffer, lo, size, counted)
+            self.stretch.block_ends(buffer, lo, size, counted, search)
         if self.stretch.open is None and last_ct is not None and not any_full:
             self.stretch.too_late_after = last_ct
         if last is not None:  # last_end: the end of that line
             start = rfind(b"\n", 0, last_end - 1) + 1
             data["last"] = [*last, logmsg.line_text(bytes(buffer[start:last_end]))]
+        self._dense = len(counted) > DENSE
         self._keep_lines(buffer, size, counted)
 
     def flush(self) -> None:
@@ -400,10 +419,13 @@ class Stretch:
         # attribution; later ones are later still.
         self.too_late_after: float | None = None
 
-    def block_ends(self, buffer, lo: int, size: int, counted: list) -> None:
+    def block_ends(self, buffer, lo: int, size: int, counted: list, search=None) -> None:
         """The lines after the last one found, in a stretch: searched now, or kept (up to
         PENDING bytes) while the next table-full line may still come within RATE, which
-        would leave only the NEAR bytes before it to search (see RATE)."""
+        would leave only the NEAR bytes before it to search (see RATE).
+
+        ``search``: memsearch's finder over ``buffer`` (None: ``buffer.find``), here and
+        in the methods below."""
         pending = self.pending
         last_line = buffer.rfind(b"\n", lo, size - 1) + 1 or lo
         when = self.stamps.time(self.stamps.at(buffer, last_line, size)[0])
@@ -419,7 +441,7 @@ class Stretch:
             self.between(pending, 0, kept, None, None, counted)
             if self.open is None:
                 return
-        self.between(buffer, lo, size, None, None, counted)
+        self.between(buffer, lo, size, None, None, counted, search)
 
     def pending_before(self, kind: str, when: float, start: int, counted: list) -> None:
         """Decide on the lines kept from earlier blocks, now that the line found at
@@ -437,7 +459,8 @@ class Stretch:
         else:
             self.between(pending, 0, len(pending), None, None, counted)
 
-    def between(self, buffer, lo: int, hi: int, kind, when, counted: list) -> None:
+    def between(self, buffer, lo: int, hi: int, kind, when, counted: list,
+                search=None) -> None:
         """Count the "suppressed" lines of ``buffer[lo:hi]`` (no line found there) that can
         still be attributed to the table-full line at ``self.open``: up to ATTRIBUTE +
         SLACK after it (to a few KiB).
@@ -449,9 +472,10 @@ class Stretch:
             self.stamps.stretch_end(buffer, lo, hi, limit)
         if stop < hi:
             self.open = None
-        self.counts_in(buffer, lo, stop, counted)
+        self.counts_in(buffer, lo, stop, counted, search)
 
-    def counts_from(self, buffer, at: int, lo: int, hi: int, counted: list) -> None:
+    def counts_from(self, buffer, at: int, lo: int, hi: int, counted: list,
+                    search=None) -> None:
         """The counts of the lines of ``buffer[lo:hi]`` (between lines add_block found)
         that hold the key (see logmsg.CALLBACKS_KEY), from the one at ``at`` on."""
         find = buffer.find
@@ -467,12 +491,13 @@ class Stretch:
                 if self.misses == MISSES:  # "callback" lines of other programs: the key
                     self.fast = False  # that finds counts only
                     self.use(logmsg.SUPPRESSED_KEY)
-            at = find(self.key, end, hi)
+            at = find(self.key, end, hi) if search is None else search(self.needle, end, hi)
 
-    def counts_in(self, buffer, lo: int, hi: int, counted: list) -> None:
+    def counts_in(self, buffer, lo: int, hi: int, counted: list, search=None) -> None:
         """The counts of ``buffer[lo:hi]``, lines between those add_block found: none
         of them holds CONNTRACK_KEY with a message, so a count is all one can say."""
-        self.counts_from(buffer, buffer.find(self.key, lo, hi), lo, hi, counted)
+        at = buffer.find(self.key, lo, hi) if search is None else search(self.needle, lo, hi)
+        self.counts_from(buffer, at, lo, hi, counted, search)
 
     def use(self, key: bytes) -> tuple[bytes, int]:
         """Search counts for ``key`` from now on (CALLBACKS_KEY only while it finds few
@@ -480,6 +505,8 @@ class Stretch:
         if key == logmsg.CALLBACKS_KEY and not self.fast:
             key = logmsg.SUPPRESSED_KEY
         self.key, self.near = key, near_for(key)
+        # memmem's needle: a longer one is faster (see memsearch), at the same place
+        self.needle = logmsg.CALLBACKS_WORDS if key == logmsg.CALLBACKS_KEY else key
         return self.key, self.near
 
 

@@ -1,9 +1,10 @@
 """The kernel's conntrack log messages in every generation, and their times.
 
 The file scan (blocks.py) finds the interesting lines of a block without
-looking at every line: ``bytes.find`` jumps to each ``SEARCH_KEY`` (or,
-where a count can be conntrack's, ``CALLBACKS_KEY`` or ``SUPPRESSED_KEY``),
-and ``classify`` reads only those lines.
+looking at every line: ``bytes.find`` (or, in a large read, memmem) jumps
+to each ``SEARCH_KEY`` (or, where a count can be conntrack's,
+``CALLBACKS_KEY`` or ``SUPPRESSED_KEY``), and ``classify`` reads only those
+lines.
 
 Wordings (see kernel-conntrack.md, section 3):
 
@@ -35,7 +36,9 @@ TABLE_FULL_PATTERN = (r"(ip|nf)_conntrack: (nf_conntrack: )?table (or zone )?ful
 # needle of up to 5 bytes another way (a bloom filter of its bytes, jumps of
 # 6), which measured 1.5-2.7 x faster on logs than "_conntrack" or any other
 # needle the lines share (docs/benchmarks.rst); a line that holds it but not
-# CONNTRACK_KEY costs one comparison.
+# CONNTRACK_KEY costs one comparison. In a large read, where lines found are
+# kilobytes apart, the C library's memmem searches for CONNTRACK_KEY itself,
+# faster still (logs/memsearch.py).
 CONNTRACK_KEY = b"_conntrack"
 SEARCH_KEY = CONNTRACK_KEY[:5]
 # ... and, only where a table-full line came shortly before, "callbacks" or
@@ -46,6 +49,8 @@ SEARCH_KEY = CONNTRACK_KEY[:5]
 # of SUPPRESSED_KEY (docs/benchmarks.rst).
 SUPPRESSED_KEY = b"s suppressed"
 CALLBACKS_KEY = b"callb"
+# memmem's needle for CALLBACKS_KEY's lines: a longer needle is faster for it.
+CALLBACKS_WORDS = b"callbacks suppressed"
 OLD_WORDING = b"dropping packet."
 # The lines are recognised with bytes methods, not regexes: the plugin runs in
 # a fresh process every minute, and compiling the patterns cost more than
