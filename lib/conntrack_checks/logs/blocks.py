@@ -185,7 +185,7 @@ class SyslogBlocks:
                         run[-1] += 1
                     if found >= 0:
                         stamps.hint = (head, fzone_at, zone, second, when)
-                        self.stretch.counts_from(buffer, found, lo, start, counted, search)
+                        self.stretch.counts_from(buffer, found, lo, start, counted)
                     lo = cut + tail_len
                     if run_full:
                         last_end = lo
@@ -262,7 +262,7 @@ class SyslogBlocks:
                     found = find(supp_key, cut - near if cut - near > lo else lo, start)
                     if found >= 0:
                         data["last_ct"] = last_ct
-                        self.stretch.counts_from(buffer, found, lo, start, counted, search)
+                        self.stretch.counts_from(buffer, found, lo, start, counted)
                 else:
                     data["last_ct"], self.stretch.open = last_ct, opened
                     self.stretch.between(buffer, lo, start, kind, when, counted, search)
