@@ -43,8 +43,8 @@ MISSES = 256
 # memsearch): a check every minute reads less, and importing ctypes costs about as
 # much as reading a megabyte.
 MEMMEM_AFTER = 8 << 20
-# Lines counted in a block above which the next block is searched with bytes.find:
-# memmem's calls cost more than its speed saves where the lines found are this close.
+# Lines counted per MiB of a block above which the next block is searched with
+# bytes.find: memmem's calls cost more than its speed saves where lines are this close.
 DENSE = 64
 # The kinds of line a run of lines just like the last one can be made of.
 RUNS = (TABLE_FULL, EXPECT_FULL)
@@ -64,7 +64,7 @@ class SyslogBlocks:
         self._recent: list = []  # (time or None, line) of the newest lines counted
         self._key = logmsg.SEARCH_KEY  # CONNTRACK_KEY after MISSES (see add_block)
         self._read = 0  # bytes of blocks so far (see MEMMEM_AFTER)
-        self._dense = False  # the last block counted more than DENSE lines
+        self._dense = False  # the last block counted more than DENSE lines a MiB
         self.stamps = Stamps(store.now)
         self.stretch = Stretch(store, self.stamps)
 
@@ -132,6 +132,37 @@ class SyslogBlocks:
             cut = at - 2
             if startswith(tail, cut):  # as the last table-full line: the end is known
                 start = rfind(b"\n", 0, cut) + 1
+                if run_full and run is not None and (lo >= start or find(
+                        supp_key, cut - near if cut - near > lo else lo, start) < 0):
+                    # The commonest line of an incident, in fewer steps than the chain
+                    # below takes for it: a table-full line like the last, no count in
+                    # the NEAR bytes before it, in the same second or the next.
+                    if startswith(head, start) and (
+                            not fzone_at or startswith(zone, start + fzone_at)):
+                        run[-1] += 1
+                        later = 0
+                    elif startswith(after, start) and (
+                            not fzone_at or startswith(zone, start + fzone_at)) \
+                            and second + 1 > since:
+                        second = when = opened = last_ct = later = second + 1
+                        head, after = heads[later - mbase], heads[later - mbase + 1]
+                        last = (when, run[1])
+                        if later < fine:  # Events.row_time, inline: once a second
+                            later -= later % 60
+                        if run[0] == later:
+                            run[-1] += 1
+                        else:
+                            run = row = [later, run[1], 1]
+                            run_rows.append(run)
+                    else:
+                        later = None
+                    if later is not None:
+                        lo = last_end = cut + tail_len
+                        if fzone_at:
+                            fresh = start
+                        counted.append(cut)
+                        at = seek(key, lo, size)
+                        continue
                 if run is None:
                     later = None
                 elif startswith(head, start) and (
@@ -319,7 +350,7 @@ class SyslogBlocks:
         if last is not None:  # last_end: the end of that line
             start = rfind(b"\n", 0, last_end - 1) + 1
             data["last"] = [*last, logmsg.line_text(bytes(buffer[start:last_end]))]
-        self._dense = len(counted) > DENSE
+        self._dense = len(counted) << 20 > DENSE * size
         self._keep_lines(buffer, size, counted)
 
     def flush(self) -> None:
