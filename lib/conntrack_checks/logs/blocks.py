@@ -132,37 +132,6 @@ class SyslogBlocks:
             cut = at - 2
             if startswith(tail, cut):  # as the last table-full line: the end is known
                 start = rfind(b"\n", 0, cut) + 1
-                if run_full and run is not None and (lo >= start or find(
-                        supp_key, cut - near if cut - near > lo else lo, start) < 0):
-                    # The commonest line of an incident, in fewer steps than the chain
-                    # below takes for it: a table-full line like the last, no count in
-                    # the NEAR bytes before it, in the same second or the next.
-                    if startswith(head, start) and (
-                            not fzone_at or startswith(zone, start + fzone_at)):
-                        run[-1] += 1
-                        later = 0
-                    elif startswith(after, start) and (
-                            not fzone_at or startswith(zone, start + fzone_at)) \
-                            and second + 1 > since:
-                        second = when = opened = last_ct = later = second + 1
-                        head, after = heads[later - mbase], heads[later - mbase + 1]
-                        last = (when, run[1])
-                        if later < fine:  # Events.row_time, inline: once a second
-                            later -= later % 60
-                        if run[0] == later:
-                            run[-1] += 1
-                        else:
-                            run = row = [later, run[1], 1]
-                            run_rows.append(run)
-                    else:
-                        later = None
-                    if later is not None:
-                        lo = last_end = cut + tail_len
-                        if fzone_at:
-                            fresh = start
-                        counted.append(cut)
-                        at = seek(key, lo, size)
-                        continue
                 if run is None:
                     later = None
                 elif startswith(head, start) and (
