@@ -28,9 +28,10 @@ from .result import ReadResult
 # Bytes read and searched at once: large enough that the per-block costs
 # (read(2), the search's set-up, the lines kept for -v, a time check) vanish
 # next to the search itself (4 MiB: 2 % fewer instructions than 1 MiB on a
-# dense incident, 3-5 % less time in-process, docs/benchmarks.rst), small enough to stay in the CPU's last-level
-# cache and keep the memory flat; a smaller file gets a buffer of its own size
-# (no page is touched for nothing). tests/bench/bench_log.py measures it.
+# dense incident, 3-5 % less time in-process, docs/benchmarks.rst), small
+# enough to stay in the CPU's last-level cache and keep the memory flat; a
+# smaller file gets a buffer of its own size (no page is touched for
+# nothing). tests/bench/bench_log.py measures it.
 CHUNK = 4 << 20
 FINGERPRINT = 256
 GRACE = 300.0
