@@ -3,8 +3,8 @@
 ``bytes.find`` walks a needle of up to 5 bytes over the text about 5 bytes at
 a time and a longer one with the two-way algorithm; glibc's ``memmem`` jumps
 by pairs of bytes up to the needle's length, so a needle of 10-20 bytes costs
-it a third to a quarter of the time (0.05-0.14 against 0.16-0.35 s/GiB,
-docs/benchmarks.rst). Calling it costs about 0.4 us against 0.1 us for
+it two fifths to half the time (0.10-0.18 against 0.23-0.35 s a GiB, searched
+right after the read: docs/benchmarks.rst). Calling it costs about 0.4 us against 0.1 us for
 ``find``: it is for searches that cross kilobytes, not for lines a few bytes
 apart. ``ctypes`` is imported only when a run reads much (it costs about
 3 ms, as much as reading a megabyte); without it or without ``memmem``,
