@@ -52,6 +52,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 PLUGIN = str(BIN / "check_conntrack_log")
+FLOOR = [sys.executable, "-c", "import nagiosplugin"]  # the incremental run's floor
 GREP_PATTERN = "(ip|nf)_conntrack: (nf_conntrack: )?table full"
 NOISE = [
     "systemd[1]: Started session-{n}.scope - Session {n} of User root.",
@@ -278,7 +279,7 @@ def full_scans(work: Path, args) -> bool:
         # while the kind ran: a slow spell slows the plugin's Python more than grep.
         res = interleaved({"grep": lambda g=grep: g,
                            "plugin": lambda p=path: scan_cmd(p, work / "state"),
-                           "floor": lambda: [sys.executable, "-c", "import nagiosplugin"]},
+                           "floor": lambda: FLOOR},
                           args.scan_runs)
         ratio = med(res["plugin"], "wall") / med(res["grep"], "wall")
         cpu = med(res["plugin"], "cpu") / med(res["grep"], "cpu")
@@ -312,8 +313,7 @@ def run(work: Path, args) -> int:
     base = [PLUGIN, "--logfile", str(big), "--state-dir", str(state)]
     subprocess.run(base, stdout=subprocess.DEVNULL, check=False, env=ENV)
     appended = block(1 << 20, 2)
-    floor_cmd = [sys.executable, "-c", "import nagiosplugin"]
-    Run(floor_cmd)  # warm the .pyc files
+    Run(FLOOR)  # warm the .pyc files
     Run(base)
 
     def append():
@@ -324,7 +324,7 @@ def run(work: Path, args) -> int:
     # The plugins leave without the interpreter's teardown (plugin.execute); the
     # same floor without it shows what the plugin's own work costs.
     bare_cmd = [sys.executable, "-c", "import os, nagiosplugin; os._exit(0)"]
-    res = interleaved({"floor": lambda: floor_cmd, "plugin": lambda: base,
+    res = interleaved({"floor": lambda: FLOOR, "plugin": lambda: base,
                        "reference": lambda: reference, "bare": lambda: bare_cmd},
                       args.runs, append)
     floor, inc = med(res["floor"], "wall"), med(res["plugin"], "wall")
